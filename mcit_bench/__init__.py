@@ -1,0 +1,2 @@
+"""mcit-bench."""
+__version__ = "0.1.0"

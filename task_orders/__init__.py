@@ -1,0 +1,1 @@
+"""Namespaced as mcit_bench.task_orders."""
