@@ -1,0 +1,337 @@
+"""The built-in procedurally generated benchmark (the embedded default).
+
+Six tasks mirror UCIT's six task TYPES (benchmarks.md), so every scorer and CL phenomenon is exercised:
+
+=================  ===============  ==========================================================  ===========
+task               UCIT analogue    what it asks                                                scorer
+=================  ===============  ==========================================================  ===========
+styles             ImageNet-R       name the object class across rendering styles               exact_match
+chart              ArxivQA          multiple-choice question about a rendered bar chart         choice_letter
+degraded_caption   VizWiz-caption   caption a blurred / dark / noisy photo of one object         caption
+icons              IconQA           multiple choice: which icon appears most often               choice_letter
+count_math         CLEVR-Math       "Subtract all red objects. How many objects are left?"      number
+scene_caption      Flickr30k        caption a two-object scene with its spatial relation         caption
+=================  ===============  ==========================================================  ===========
+
+The pre-training mixture (colour / shape naming, counting, yes-no, short captions, letter-answer
+multiple choice on colours) is disjoint from the six tasks: no task question type occurs in it. It
+teaches the built-in tiny backbone general visual knowledge and answer formats, so that the zero-shot
+row, the pre-trained space and forward transfer mean something.
+
+Everything is deterministic given (seed, task, split, index); no file is read or downloaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from functools import lru_cache
+from typing import Any, Callable
+
+from .drawing import COLOURS, GRID, SHAPES, bar_chart, big_object, degrade, grid_scene
+
+from mcit_bench.benchmark import Benchmark, TaskSpec
+
+COLOUR_NAMES = tuple(COLOURS)
+LETTERS = "ABCDE"
+MC_SUFFIX = "Answer with the option's letter from the given choices directly."
+
+# Made-up class names for `styles`: the pre-trained model has never seen them answer anything.
+STYLE_CLASSES: dict[str, tuple[str, str]] = {
+    "zorb": ("red", "circle"),
+    "blick": ("blue", "square"),
+    "tavi": ("green", "triangle"),
+    "mure": ("yellow", "cross"),
+    "pell": ("purple", "circle"),
+    "quon": ("red", "triangle"),
+    "drax": ("blue", "cross"),
+    "fenn": ("green", "square"),
+}
+RENDER_STYLES = ("filled", "outline", "hatched", "noisy")
+QUALITIES = ("blurry", "dark", "noisy")
+
+Record = dict[str, Any]
+
+
+def _mc_prompt(question: str, options: list[str]) -> str:
+    lines = [question] + [f"{LETTERS[i]}. {opt}" for i, opt in enumerate(options)]
+    return "\n".join(lines + [MC_SUFFIX])
+
+
+def _record(image, prompt: str, target: str, references: list[str] | None = None,
+            choices: list[str] | None = None) -> Record:
+    return {"image": image, "prompt": prompt, "target": target,
+            "references": references or [], "choices": choices or []}
+
+
+def _distinct_cells(rng: random.Random, n: int) -> list[int]:
+    return rng.sample(range(GRID * GRID), n)
+
+
+# ----------------------------------------------------------------------------------------- tasks
+def make_styles(rng: random.Random) -> Record:
+    name = rng.choice(sorted(STYLE_CLASSES))
+    colour, shape = STYLE_CLASSES[name]
+    image = big_object(colour, shape, rng, style=rng.choice(RENDER_STYLES), scale=rng.uniform(0.55, 0.8))
+    return _record(image, "What kind of object is rendered in this image? Answer with its name.", name)
+
+
+def make_chart(rng: random.Random) -> Record:
+    colours = rng.sample(COLOUR_NAMES, 4)
+    heights = rng.sample(range(8, 58, 7), 4)
+    ask_tallest = rng.random() < 0.5
+    pick = heights.index(max(heights) if ask_tallest else min(heights))
+    options = colours[:]
+    rng.shuffle(options)
+    question = f"Which bar in the chart is the {'tallest' if ask_tallest else 'shortest'}?"
+    answer = LETTERS[options.index(colours[pick])]
+    return _record(bar_chart(heights, colours), _mc_prompt(question, options), answer, choices=options)
+
+
+def _degraded_refs(quality: str, colour: str, shape: str) -> list[str]:
+    return [
+        f"a {quality} photo of a {colour} {shape}",
+        f"a {quality} picture showing a {colour} {shape}",
+        f"a {colour} {shape} in a {quality} photo",
+        f"a {quality} image of a {colour} {shape}",
+        f"a {quality} shot of a {colour} {shape}",
+    ]
+
+
+def make_degraded_caption(rng: random.Random) -> Record:
+    colour, shape, quality = rng.choice(COLOUR_NAMES), rng.choice(SHAPES), rng.choice(QUALITIES)
+    image = degrade(big_object(colour, shape, rng, scale=rng.uniform(0.5, 0.75)), quality, rng)
+    refs = _degraded_refs(quality, colour, shape)
+    return _record(image, "Describe this photo in one sentence.", refs[0], references=refs)
+
+
+def make_icons(rng: random.Random) -> Record:
+    kinds = rng.sample(SHAPES, 3)
+    counts = [rng.randint(1, 3) for _ in kinds]
+    winner = rng.randrange(3)
+    counts[winner] = max(counts) + rng.randint(1, 2)
+    colour = rng.choice(COLOUR_NAMES)
+    shapes = [s for s, c in zip(kinds, counts) for _ in range(c)]
+    image = grid_scene([(colour, s, cell) for s, cell in zip(shapes, _distinct_cells(rng, len(shapes)))])
+    options = kinds[:]
+    rng.shuffle(options)
+    prompt = _mc_prompt("Which icon appears most often in the picture?", options)
+    return _record(image, prompt, LETTERS[options.index(kinds[winner])], choices=options)
+
+
+def make_count_math(rng: random.Random) -> Record:
+    palette = rng.sample(COLOUR_NAMES, 3)
+    n = rng.randint(3, 7)
+    objects = [(rng.choice(palette), rng.choice(SHAPES), cell) for cell in _distinct_cells(rng, n)]
+    # A quarter of the questions name a colour absent from the scene (the answer is then the total),
+    # as CLEVR-Math's subtraction questions sometimes remove nothing.
+    absent = [c for c in COLOUR_NAMES if c not in {o[0] for o in objects}]
+    target_colour = rng.choice(absent) if rng.random() < 0.25 else rng.choice([o[0] for o in objects])
+    left = sum(1 for o in objects if o[0] != target_colour)
+    prompt = f"Subtract all {target_colour} objects. How many objects are left?"
+    return _record(grid_scene(objects), prompt, str(left))
+
+
+def _scene_refs(a: str, rel: str, b: str, inverse: str) -> list[str]:
+    return [
+        f"a {a} {rel} a {b}",
+        f"a {a} is {rel} a {b}",
+        f"there is a {a} {rel} a {b}",
+        f"a {b} {inverse} a {a}",
+        f"a {a} placed {rel} a {b}",
+    ]
+
+
+def make_scene_caption(rng: random.Random) -> Record:
+    (c1, c2), (s1, s2) = rng.sample(COLOUR_NAMES, 2), (rng.choice(SHAPES), rng.choice(SHAPES))
+    if rng.random() < 0.5:
+        row = rng.randrange(GRID - 1)
+        col1, col2 = rng.randrange(GRID), rng.randrange(GRID)
+        cells = (row * GRID + col1, (row + rng.randint(1, GRID - 1 - row)) * GRID + col2)
+        rel, inverse = "above", "below"
+    else:
+        col = rng.randrange(GRID - 1)
+        row1, row2 = rng.randrange(GRID), rng.randrange(GRID)
+        cells = (row1 * GRID + col, row2 * GRID + col + rng.randint(1, GRID - 1 - col))
+        rel, inverse = "to the left of", "to the right of"
+    image = grid_scene([(c1, s1, cells[0]), (c2, s2, cells[1])])
+    refs = _scene_refs(f"{c1} {s1}", rel, f"{c2} {s2}", inverse)
+    return _record(image, "Write a short caption for this scene.", refs[0], references=refs)
+
+
+TASK_MAKERS: dict[str, Callable[[random.Random], Record]] = {
+    "styles": make_styles,
+    "chart": make_chart,
+    "degraded_caption": make_degraded_caption,
+    "icons": make_icons,
+    "count_math": make_count_math,
+    "scene_caption": make_scene_caption,
+}
+
+TASKS: list[TaskSpec] = [
+    TaskSpec("styles", "ImageNet-R", "exact_match", chance=100 / len(STYLE_CLASSES), max_new_tokens=6,
+             description="classify 8 made-up object classes across 4 rendering styles"),
+    TaskSpec("chart", "ArxivQA", "choice_letter", "strict", chance=25.0, max_new_tokens=4,
+             description="which bar of a 4-bar chart is tallest/shortest, 4 options"),
+    TaskSpec("degraded_caption", "VizWiz-caption", "caption", "synthetic", max_new_tokens=16,
+             description="caption a blurry/dark/noisy photo of one object, 5 references"),
+    TaskSpec("icons", "IconQA", "choice_letter", "strict", chance=100 / 3, max_new_tokens=4,
+             description="which icon appears most often, 3 options"),
+    TaskSpec("count_math", "CLEVR-Math", "number", chance=100 / 8, max_new_tokens=4,
+             description="subtract all objects of a colour and count the rest (answers 0-7)"),
+    TaskSpec("scene_caption", "Flickr30k", "caption", "synthetic", max_new_tokens=16,
+             description="caption a two-object scene with its spatial relation, 5 references"),
+]
+
+
+# ---------------------------------------------------------------------------- pre-training mixture
+def _pretrain_colour(rng: random.Random) -> Record:
+    colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
+    return _record(big_object(colour, shape, rng, scale=rng.uniform(0.4, 0.8)), "What colour is the object?", colour)
+
+
+def _pretrain_shape(rng: random.Random) -> Record:
+    colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
+    return _record(big_object(colour, shape, rng, scale=rng.uniform(0.4, 0.8)), "What shape is the object?", shape)
+
+
+def _pretrain_count(rng: random.Random) -> Record:
+    n = rng.randint(1, 7)
+    objects = [(rng.choice(COLOUR_NAMES), rng.choice(SHAPES), c) for c in _distinct_cells(rng, n)]
+    return _record(grid_scene(objects), "How many objects are there?", str(n))
+
+
+def _pretrain_exists(rng: random.Random) -> Record:
+    n = rng.randint(1, 4)
+    objects = [(rng.choice(COLOUR_NAMES), rng.choice(SHAPES), c) for c in _distinct_cells(rng, n)]
+    if rng.random() < 0.5:
+        colour, shape, _ = rng.choice(objects)
+    else:
+        colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
+    present = any(o[0] == colour and o[1] == shape for o in objects)
+    return _record(grid_scene(objects), f"Is there a {colour} {shape} in the picture?", "yes" if present else "no")
+
+
+def _pretrain_caption(rng: random.Random) -> Record:
+    n = rng.randint(1, 2)
+    objects = [(rng.choice(COLOUR_NAMES), rng.choice(SHAPES), c) for c in _distinct_cells(rng, n)]
+    text = " and ".join(f"a {c} {s}" for c, s, _ in objects)
+    return _record(grid_scene(objects), "Caption the image briefly.", text, references=[text])
+
+
+def _pretrain_colour_choice(rng: random.Random) -> Record:
+    colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
+    options = rng.sample([c for c in COLOUR_NAMES if c != colour], rng.randint(2, 3)) + [colour]
+    rng.shuffle(options)
+    prompt = _mc_prompt("What colour is the object?", options)
+    image = big_object(colour, shape, rng, scale=rng.uniform(0.4, 0.8))
+    return _record(image, prompt, LETTERS[options.index(colour)], choices=options)
+
+
+PRETRAIN_MAKERS: list[Callable[[random.Random], Record]] = [
+    _pretrain_colour, _pretrain_shape, _pretrain_count, _pretrain_exists, _pretrain_caption,
+    _pretrain_colour_choice,
+]
+
+
+def pretraining_record(seed: int, index: int) -> Record:
+    rng = _rng(seed, "pretrain", "train", index)
+    return PRETRAIN_MAKERS[index % len(PRETRAIN_MAKERS)](rng)
+
+
+# ------------------------------------------------------------------------------------- assembly
+def _rng(seed: int, task: str, split: str, index: int) -> random.Random:
+    # A hash, not Python's salted hash(): the same (seed, task, split, index) gives the same sample
+    # in every process and on every machine.
+    digest = hashlib.sha256(f"{seed}/{task}/{split}/{index}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def generate_records(task: str, split: str, n: int, seed: int) -> list[Record]:
+    """``n`` records of ``task``/``split``; uid = ``synthetic/<task>/<split>/<index>``."""
+    make = TASK_MAKERS[task]
+    records = []
+    for index in range(n):
+        record = make(_rng(seed, task, split, index))
+        if split == "train" and record["references"]:
+            # Caption tasks hold one record per reference in UCIT: train on a random paraphrase.
+            record["target"] = _rng(seed, task, "paraphrase", index).choice(record["references"])
+        record["uid"] = f"synthetic/{task}/{split}/{index}"
+        records.append(record)
+    return records
+
+
+@lru_cache(maxsize=64)
+def _dataset(task: str, split: str, n: int, seed: int):
+    import datasets
+
+    records = generate_records(task, split, n, seed)
+    columns = {key: [r[key] for r in records] for key in ("uid", "image", "prompt", "target", "references", "choices")}
+    features = datasets.Features({
+        "uid": datasets.Value("string"),
+        "image": datasets.Image(),
+        "prompt": datasets.Value("string"),
+        "target": datasets.Value("string"),
+        "references": datasets.List(datasets.Value("string")),
+        "choices": datasets.List(datasets.Value("string")),
+    })
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+def load_synthetic(train_size: int = 600, test_size: int = 100, pretrain_size: int = 12000,
+                   seed: int = 0, **_: Any) -> Benchmark:
+    """The built-in benchmark. ``seed`` is the DATA seed (fixed across training seeds by default)."""
+    for key, value in (("train_size", train_size), ("test_size", test_size)):
+        if not isinstance(value, int) or value <= 0:
+            from mcit_bench.errors import UserError
+
+            raise UserError(f"synthetic benchmark: {key} must be a positive integer, got {value!r}")
+    return Benchmark(
+        name="synthetic",
+        tasks=list(TASKS),
+        train_split=lambda task: _dataset(task, "train", train_size, seed),
+        test_split=lambda task: _dataset(task, "test", test_size, seed),
+        pretraining_split=lambda: _pretraining_dataset(pretrain_size, seed),
+        info={"train_size": train_size, "test_size": test_size, "pretrain_size": pretrain_size, "data_seed": seed},
+    )
+
+
+@lru_cache(maxsize=4)
+def _pretraining_dataset(n: int, seed: int):
+    import datasets
+
+    records = [pretraining_record(seed, i) for i in range(n)]
+    return datasets.Dataset.from_dict(
+        {key: [r[key] for r in records] for key in ("image", "prompt", "target")},
+        features=datasets.Features({"image": datasets.Image(), "prompt": datasets.Value("string"),
+                                    "target": datasets.Value("string")}),
+    )
+
+
+# ---------------------------------------------------------------- image-text pairs for CLIP towers
+_COUNT_WORDS = ("zero", "one", "two", "three", "four")
+
+
+def clip_pair(seed: int, index: int) -> tuple[Any, str]:
+    """An (image, caption) pair for contrastive pre-training of the tiny CLIP towers."""
+    rng = _rng(seed, "clip", "train", index)
+    if rng.random() < 0.5:
+        colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
+        return big_object(colour, shape, rng, scale=rng.uniform(0.4, 0.8)), f"a big {colour} {shape}"
+    n = rng.randint(1, 3)
+    objects = [(rng.choice(COLOUR_NAMES), rng.choice(SHAPES), c) for c in _distinct_cells(rng, n)]
+    objects.sort(key=lambda o: o[2])
+    words = ", ".join(f"{c} {s}" for c, s, _ in objects)
+    return grid_scene(objects), f"{_COUNT_WORDS[n]} small objects: {words}"
+
+
+def tokenizer_corpus(seed: int = 0, per_task: int = 200) -> list[str]:
+    """Texts the tiny tokenizer is trained on: every prompt/answer form of the synthetic world."""
+    texts = []
+    for i in range(per_task * len(PRETRAIN_MAKERS)):
+        r = pretraining_record(seed, i)
+        texts += [r["prompt"], r["target"]]
+    for task in TASK_MAKERS:
+        for r in generate_records(task, "tokenizer", per_task, seed):
+            texts += [r["prompt"], r["target"], *r["references"]]
+    texts += [clip_pair(seed, i)[1] for i in range(per_task)]
+    return texts

@@ -1,0 +1,72 @@
+"""What a benchmark is: an ordered set of tasks, each with train/test splits and a scorer.
+
+Records follow the canonical format of benchmarks.md (one dict per sample):
+``uid, image (PIL), prompt, target, references (list[str]), choices (list[str])``.
+Splits are served as Hugging Face ``datasets.Dataset`` objects.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import UserError
+
+if TYPE_CHECKING:  # keep `mcit-bench --help` free of heavy imports
+    import datasets
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a benchmark.
+
+    ``scorer``/``scorer_variant`` name an entry of ``mcit_bench.scorers``; ``chance`` is the score (0-100)
+    of uniform guessing where it is defined (closed answer sets), else None.
+    """
+
+    name: str
+    analogue: str
+    scorer: str
+    scorer_variant: str | None = None
+    chance: float | None = None
+    max_new_tokens: int = 16
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Benchmark:
+    """A loaded benchmark: tasks in canonical order plus split accessors."""
+
+    name: str
+    tasks: list[TaskSpec]
+    train_split: Callable[[str], "datasets.Dataset"]
+    test_split: Callable[[str], "datasets.Dataset"]
+    pretraining_split: Callable[[], "datasets.Dataset"] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def task(self, name: str) -> TaskSpec:
+        for spec in self.tasks:
+            if spec.name == name:
+                return spec
+        raise UserError(f"benchmark {self.name!r} has no task {name!r}; tasks: {', '.join(self.task_names)}")
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+
+# name -> "module:function" returning a Benchmark; imported lazily so listing stays cheap.
+BENCHMARKS: dict[str, str] = {
+    "synthetic": "mcit_bench.benchmarks.synthetic:load_synthetic",
+}
+
+
+def load_benchmark(name: str, **options: Any) -> Benchmark:
+    """Load a benchmark by registered name (options: sizes, seed, data_root, ...)."""
+    if name not in BENCHMARKS:
+        raise UserError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
+    module_name, func_name = BENCHMARKS[name].split(":")
+    return getattr(importlib.import_module(module_name), func_name)(**options)

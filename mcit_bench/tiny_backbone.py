@@ -1,0 +1,231 @@
+"""The built-in tiny backbone ``tiny-llava``: a real LLaVA, pre-trained by the harness on CPU.
+
+Architecture (real transformers classes): ``LlavaForConditionalGeneration`` with a CLIP vision tower
+(64 px images, 16 px patches: 16 image tokens, one per cell of the synthetic world's 4x4 grid) and a
+Llama language model, a byte-level BPE tokenizer, and a ``CLIPModel`` (vision + text towers) kept
+beside it for text-side guidance.
+
+Recipe (deterministic by seed):
+1. train the BPE tokenizer on the synthetic world's texts;
+2. pre-train the CLIP towers contrastively on image-caption pairs (``clip_pair``);
+3. copy the CLIP vision tower into LLaVA and train projector + language model (vision frozen) on the
+   pre-training mixture, which is disjoint from the six benchmark tasks.
+
+The result is written with ``save_pretrained`` into the user cache and loaded with
+``from_pretrained`` exactly like a real checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+NAME = "tiny-llava"
+RECIPE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    seed: int = 0
+    vocab_size: int = 512
+    image_size: int = 64
+    patch_size: int = 16
+    vision_hidden: int = 64
+    vision_layers: int = 2
+    text_hidden: int = 128
+    text_layers: int = 3
+    clip_text_hidden: int = 64
+    clip_text_layers: int = 2
+    clip_steps: int = 400
+    clip_batch: int = 64
+    clip_lr: float = 1e-3
+    lm_steps: int = 2500
+    lm_batch: int = 32
+    lm_lr: float = 6e-4
+    warmup: int = 100
+    pretrain_pool: int = 16000
+
+
+def cache_root() -> Path:
+    """``$MCIT_BENCH_CACHE`` or ``~/.cache/mcit-bench``."""
+    return Path(os.environ.get("MCIT_BENCH_CACHE", Path.home() / ".cache" / "mcit-bench"))
+
+
+def tiny_backbone_path(recipe: TinyRecipe | None = None, build: bool = True, progress: bool = True) -> Path:
+    """Folder of the cached tiny backbone; builds it on first use."""
+    recipe = recipe or TinyRecipe()
+    folder = cache_root() / "backbones" / f"{NAME}-r{RECIPE_VERSION}-seed{recipe.seed}"
+    if not (folder / "config.json").is_file() and build:
+        build_tiny_backbone(folder, recipe, progress=progress)
+    return folder
+
+
+# --------------------------------------------------------------------------- construction
+def build_tokenizer(corpus: list[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bos = tok.token_to_id("<s>")
+    # Llama-style: BOS prepended to every encoded text.
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", extra_special_tokens={"image_token": "<image>"},
+                                   model_max_length=256)
+
+
+def build_models(recipe: TinyRecipe, tokenizer: Any):
+    from transformers import (CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration)
+
+    vocab = len(tokenizer)
+    vision = CLIPVisionConfig(hidden_size=recipe.vision_hidden, intermediate_size=4 * recipe.vision_hidden,
+                              num_hidden_layers=recipe.vision_layers, num_attention_heads=4,
+                              image_size=recipe.image_size, patch_size=recipe.patch_size, projection_dim=64)
+    text = CLIPTextConfig(vocab_size=vocab, hidden_size=recipe.clip_text_hidden,
+                          intermediate_size=4 * recipe.clip_text_hidden, num_hidden_layers=recipe.clip_text_layers,
+                          num_attention_heads=4, max_position_embeddings=64, projection_dim=64,
+                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                          pad_token_id=tokenizer.pad_token_id)
+    clip = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=64))
+    llama = LlamaConfig(vocab_size=vocab, hidden_size=recipe.text_hidden, intermediate_size=2 * recipe.text_hidden,
+                        num_hidden_layers=recipe.text_layers, num_attention_heads=4, num_key_value_heads=2,
+                        max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                        tie_word_embeddings=False)
+    config = LlavaConfig(vision_config=vision, text_config=llama, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-1, vision_feature_select_strategy="default",
+                         projector_hidden_act="gelu")
+    return clip, LlavaForConditionalGeneration(config)
+
+
+def build_processor(recipe: TinyRecipe, tokenizer: Any):
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    size = recipe.image_size
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=recipe.patch_size,
+                          vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                          image_token="<image>")
+
+
+# --------------------------------------------------------------------------- pre-training
+def _schedule(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def pretrain_clip(clip: Any, processor: Any, recipe: TinyRecipe, tick: Callable[[dict], None]) -> float:
+    import torch
+
+    from mcit_bench.benchmarks.synthetic import clip_pair
+
+    tok = processor.tokenizer
+    opt = torch.optim.AdamW(clip.parameters(), lr=recipe.clip_lr, weight_decay=0.01)
+    clip.train()
+    loss = torch.tensor(0.0)
+    for step in range(recipe.clip_steps):
+        pairs = [clip_pair(recipe.seed, step * recipe.clip_batch + i) for i in range(recipe.clip_batch)]
+        pixels = processor.image_processor([p[0] for p in pairs], return_tensors="pt")["pixel_values"]
+        enc = tok([p[1] + tok.eos_token for p in pairs], padding=True, return_tensors="pt", add_special_tokens=True)
+        for group in opt.param_groups:
+            group["lr"] = recipe.clip_lr * _schedule(step, recipe.clip_steps, recipe.warmup)
+        loss = clip(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], pixel_values=pixels,
+                    return_loss=True).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tick({"stage": "clip", "loss": float(loss)})
+    clip.eval()
+    return float(loss)
+
+
+def pretrain_llava(model: Any, processor: Any, recipe: TinyRecipe, tick: Callable[[dict], None]) -> float:
+    import torch
+
+    from mcit_bench.benchmarks.synthetic import pretraining_record
+    from mcit_bench.collate import Collator
+    from mcit_bench.templates import get_template
+
+    collate = Collator(processor, get_template("plain_chat"), train=True)
+    model.requires_grad_(False)
+    trainable = list(model.model.multi_modal_projector.parameters()) + list(model.model.language_model.parameters()) \
+        + list(model.lm_head.parameters())
+    for p in trainable:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(trainable, lr=recipe.lm_lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    pool = [pretraining_record(recipe.seed, i) for i in range(recipe.pretrain_pool)]
+    model.train()
+    loss = torch.tensor(0.0)
+    for step in range(recipe.lm_steps):
+        idx = torch.randint(len(pool), (recipe.lm_batch,), generator=gen).tolist()
+        batch = collate([pool[i] for i in idx])
+        for group in opt.param_groups:
+            group["lr"] = recipe.lm_lr * _schedule(step, recipe.lm_steps, recipe.warmup)
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    pixel_values=batch["pixel_values"], labels=batch["labels"],
+                    position_ids=(batch["attention_mask"].cumsum(-1) - 1).clamp(min=0))
+        opt.zero_grad()
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        loss = out.loss.detach()
+        tick({"stage": "lm", "loss": float(loss)})
+    model.eval()
+    model.requires_grad_(False)
+    return float(loss)
+
+
+def build_tiny_backbone(folder: Path, recipe: TinyRecipe | None = None, progress: bool = True) -> Path:
+    """Build, pre-train and save the tiny backbone into ``folder`` (atomically: temp dir + rename)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from mcit_bench.benchmarks.synthetic import tokenizer_corpus
+    from mcit_bench.seeding import seed_everything
+
+    recipe = recipe or TinyRecipe()
+    start = time.time()
+    seed_everything(recipe.seed)
+    tokenizer = build_tokenizer(tokenizer_corpus(recipe.seed), recipe.vocab_size)
+    processor = build_processor(recipe, tokenizer)
+    clip, llava = build_models(recipe, tokenizer)
+    bar = tqdm(total=recipe.clip_steps + recipe.lm_steps, desc=f"building {NAME} (one-time)", disable=not progress,
+               unit="step")
+
+    def tick(info: dict) -> None:
+        bar.set_postfix(stage=info["stage"], loss=f"{info['loss']:.3f}", refresh=False)
+        bar.update(1)
+
+    clip_loss = pretrain_clip(clip, processor, recipe, tick)
+    llava.model.vision_tower.vision_model.load_state_dict(clip.vision_model.state_dict())
+    lm_loss = pretrain_llava(llava, processor, recipe, tick)
+    bar.close()
+
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    llava.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    clip.save_pretrained(tmp / "clip")
+    tokenizer.save_pretrained(tmp / "clip")
+    sidecar = {"name": NAME, "recipe_version": RECIPE_VERSION, "recipe": asdict(recipe), "template": "plain_chat",
+               "clip": "clip", "final_clip_loss": clip_loss, "final_lm_loss": lm_loss,
+               "build_seconds": round(time.time() - start, 1), "torch": torch.__version__}
+    (tmp / "mcit_bench_backbone.json").write_text(json.dumps(sidecar, indent=2))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
