@@ -62,7 +62,7 @@ def validate_matrix(R: Matrix) -> np.ndarray:
     if bad.size:
         t, i = np.argwhere(arr == bad[0])[0]
         raise ValueError(
-            f"accuracy matrix value {bad[0]!r} at stage {t}, task {i + 1} is outside [0, 100]: "
+            f"accuracy matrix value {float(bad[0])!r} at stage {t}, task {i + 1} is outside [0, 100]: "
             "scores must be percentages (0-1 score scaled twice, or not scaled at all?)")
     # 0.0/1.0-only matrices are ambiguous; a fraction strictly between 0 and 1 everywhere
     # non-zero is the typical 0-1 scale mistake.
