@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 IGNORE_INDEX = -100
@@ -42,7 +43,7 @@ class Collator:
             sequences.append(ids)
             label_seqs.append(labels)
         batch = left_pad(sequences, label_seqs, self.tokenizer.pad_token_id)
-        batch["pixel_values"] = torch.as_tensor(encoded["pixel_values"])
+        batch["pixel_values"] = torch.from_numpy(np.stack(encoded["pixel_values"]))
         if not self.train:
             del batch["labels"]
         batch["uids"] = [r.get("uid", "") for r in records]

@@ -41,9 +41,18 @@ def _check_task_names(names: Sequence[str], where: str, err: type[Exception]) ->
 
 
 def write_matrix_csv(path: str | os.PathLike, R: np.ndarray, task_names: Sequence[str],
-                     fmt: str = "%.4f") -> None:
-    """Write R (shape (T+1, T), 0-100, NaN = missing) atomically; NaN becomes an empty cell."""
-    arr = validate_matrix(R)
+                     fmt: str = "%.4f", differences: bool = False) -> None:
+    """Write R (shape (T+1, T), 0-100, NaN = missing) atomically; NaN becomes an empty cell.
+
+    ``differences=True`` writes a matrix of score differences (the FGT and FWD matrices), which may
+    be negative: only the shape is checked then.
+    """
+    if differences:
+        arr = np.asarray(R, dtype=float)
+        if arr.ndim != 2 or arr.shape[0] != arr.shape[1] + 1:
+            raise ValueError(f"expected a (T+1, T) matrix, got shape {arr.shape}")
+    else:
+        arr = validate_matrix(R)
     names = [str(n) for n in task_names]
     if len(names) != arr.shape[1]:
         raise ValueError(f"{len(names)} task names for a matrix with {arr.shape[1]} tasks")

@@ -56,10 +56,17 @@ def cache_root() -> Path:
     return Path(os.environ.get("MCIT_BENCH_CACHE", Path.home() / ".cache" / "mcit-bench"))
 
 
-def tiny_backbone_path(recipe: TinyRecipe | None = None, build: bool = True, progress: bool = True) -> Path:
-    """Folder of the cached tiny backbone; builds it on first use."""
+def tiny_backbone_path(recipe: TinyRecipe | None = None, name: str = NAME, build: bool = True,
+                       progress: bool = True) -> Path:
+    """Folder of the cached tiny backbone; builds it on first use.
+
+    The folder name carries a hash of the recipe: changing the recipe never reuses a stale build.
+    """
+    import hashlib
+
     recipe = recipe or TinyRecipe()
-    folder = cache_root() / "backbones" / f"{NAME}-r{RECIPE_VERSION}-seed{recipe.seed}"
+    digest = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode()).hexdigest()[:10]
+    folder = cache_root() / "backbones" / f"{name}-r{RECIPE_VERSION}-{digest}"
     if not (folder / "config.json").is_file() and build:
         build_tiny_backbone(folder, recipe, progress=progress)
     return folder
@@ -146,7 +153,7 @@ def pretrain_clip(clip: Any, processor: Any, recipe: TinyRecipe, tick: Callable[
         opt.zero_grad()
         loss.backward()
         opt.step()
-        tick({"stage": "clip", "loss": float(loss)})
+        tick({"stage": "clip", "loss": loss.item()})
     clip.eval()
     return float(loss)
 
@@ -182,7 +189,7 @@ def pretrain_llava(model: Any, processor: Any, recipe: TinyRecipe, tick: Callabl
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         loss = out.loss.detach()
-        tick({"stage": "lm", "loss": float(loss)})
+        tick({"stage": "lm", "loss": loss.item()})
     model.eval()
     model.requires_grad_(False)
     return float(loss)
@@ -210,7 +217,7 @@ def build_tiny_backbone(folder: Path, recipe: TinyRecipe | None = None, progress
         bar.update(1)
 
     clip_loss = pretrain_clip(clip, processor, recipe, tick)
-    llava.model.vision_tower.vision_model.load_state_dict(clip.vision_model.state_dict())
+    llava.model.vision_tower.load_state_dict(clip.vision_model.state_dict())
     lm_loss = pretrain_llava(llava, processor, recipe, tick)
     bar.close()
 

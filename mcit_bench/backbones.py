@@ -1,0 +1,58 @@
+"""Backbone names: built-in tiny backbones by name, anything else a local folder or a cached HF id.
+
+mcit-bench never downloads: an HF id must already be in the local Hugging Face cache.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+# name -> recipe overrides of the tiny backbone (see tiny_backbone.TinyRecipe)
+BUILTIN_BACKBONES: dict[str, dict[str, Any]] = {
+    "tiny-llava": {},
+    # A few seconds to build: for tests and smoke runs (it has learned little).
+    "tiny-llava-micro": {"clip_steps": 20, "lm_steps": 40, "pretrain_pool": 256, "warmup": 5},
+}
+
+
+def _hf_cached(name: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:
+        return None
+
+
+def check_backbone(spec: str) -> None:
+    """Raise UserError unless ``spec`` names a built-in backbone, a folder or a cached HF id (cheap)."""
+    if spec in BUILTIN_BACKBONES:
+        return
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"backbone folder {str(path)!r} has no config.json (expected a save_pretrained folder)")
+        return
+    if "/" in spec and not spec.startswith((".", "/")) and _hf_cached(spec) is not None:
+        return
+    raise UserError(f"unknown backbone {spec!r}: not a built-in ({', '.join(BUILTIN_BACKBONES)}), not a folder, "
+                    f"and not in the local Hugging Face cache (mcit-bench never downloads)")
+
+
+def backbone_path(spec: str, progress: bool = True) -> Path:
+    """Folder to ``from_pretrained``; builds a built-in tiny backbone on first use."""
+    check_backbone(spec)
+    if spec in BUILTIN_BACKBONES:
+        from .tiny_backbone import TinyRecipe, tiny_backbone_path
+
+        return tiny_backbone_path(TinyRecipe(**BUILTIN_BACKBONES[spec]), name=spec, progress=progress)
+    path = Path(spec).expanduser()
+    return path if path.is_dir() else _hf_cached(spec)  # type: ignore[return-value]
+
+
+def load_backbone(spec: str, progress: bool = True, **kwargs: Any):
+    from .backbone import Backbone
+
+    return Backbone.from_pretrained(backbone_path(spec, progress=progress), **kwargs)

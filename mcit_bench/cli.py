@@ -1,0 +1,138 @@
+"""Command line: ``mcit-bench run | metrics | list``.
+
+Imports are lazy: ``mcit-bench --help`` and argument errors never import torch.
+Bad input exits with code 2 and a one-line message, before anything is written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from .errors import UserError
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="train a method over a task order and evaluate the full matrix")
+    p.add_argument("--method", required=True, help="registered method name (see `mcit-bench list methods`)")
+    p.add_argument("--order", default="1", help="task order number (task_orders/orderK.yaml) or a YAML path")
+    p.add_argument("--benchmark", default="synthetic", help="benchmark name (default: the built-in synthetic)")
+    p.add_argument("--backbone", default="tiny-llava", help="built-in name, a save_pretrained folder, or a cached HF id")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="default", help="default | quick (tiny sizes for smoke tests)")
+    p.add_argument("--output", help="run folder (default results/runs/<benchmark>/<method>/order<K>-seed<S>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last completed task")
+    p.add_argument("--eval", dest="eval_mode", default="full", choices=["full", "lower"],
+                   help="full: every task after every stage (default); lower: skip future tasks (no FWD)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hyper-parameter (repeatable), e.g. --set lr=1e-4")
+    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto")
+    p.add_argument("--devices", default="1", help="Lightning devices (e.g. 8)")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy: ddp, fsdp, deepspeed_stage_2, ...")
+    p.add_argument("--precision", default="32-true", help="Lightning precision: 32-true, bf16-mixed, ...")
+    p.add_argument("--logger", default="csv", help="training-loss logger: csv | tensorboard | wandb | none")
+    p.add_argument("--data-root", help="folder of a real benchmark in its native layout")
+    p.add_argument("--image-root", help="image folder, if apart from --data-root")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcit-bench", description=(
+        "Benchmark harness for Multimodal Continual Instruction Tuning: accuracy, FGT and FWD matrices."))
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    m = sub.add_parser("metrics", help="summary metrics of an accuracy-matrix CSV")
+    m.add_argument("matrix", help="CSV with columns stage,<task1>,...; empty cell = not evaluated")
+    m.add_argument("--json", action="store_true", help="print the full summary as JSON")
+    lst = sub.add_parser("list", help="registered methods, benchmarks, task orders and backbones")
+    lst.add_argument("what", nargs="?", default="all", choices=["all", "methods", "benchmarks", "orders", "backbones"])
+    return parser
+
+
+def _devices(raw: str) -> Any:
+    return int(raw) if raw.isdigit() else raw
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import RunConfig, parse_set
+    from .loggers import check_logger
+
+    check_logger(args.logger)
+    cfg = RunConfig(method=args.method, order=args.order, benchmark=args.benchmark, backbone=args.backbone,
+                    seed=args.seed, preset=args.preset, output=args.output, resume=args.resume,
+                    eval_mode=args.eval_mode, accelerator=args.accelerator, devices=_devices(args.devices),
+                    strategy=args.strategy, precision=args.precision, logger=args.logger,
+                    data_root=args.data_root, image_root=args.image_root, overrides=parse_set(args.overrides))
+    from .runner import execute, plan_run
+
+    plan = plan_run(cfg)  # every check that can fail on bad input happens here, before any write
+    if not args.quiet:
+        print(f"mcit-bench: {plan.method_cls.name} on {plan.benchmark.name}, order {cfg.order}: "
+              f"{' -> '.join(plan.order)}\n  run folder: {plan.run_dir}", flush=True)
+    summary = execute(plan, progress=not args.quiet)
+    print(_format_summary(summary))
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _format_summary(summary: dict[str, Any]) -> str:
+    keys = ("avg", "last", "mft", "bwt", "fgt", "fwd")
+    return "  ".join(f"{k}={_fmt(summary.get(k))}" for k in keys)
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from .matrix_io import read_matrix_csv
+    from .metrics import summarize
+
+    R, names = read_matrix_csv(args.matrix)
+    summary = summarize(R)
+    if args.json:
+        print(json.dumps({"tasks": names, **summary}, indent=2))
+    else:
+        print(_format_summary(summary))
+        curves = summary["curves"]
+        for name, values in curves.items():
+            print(f"{name:>6}: " + " ".join(_fmt(v) for v in values))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    what = args.what
+    if what in ("all", "methods"):
+        from .registry import aliases_of, list_methods
+
+        print("methods:")
+        for name in list_methods():
+            aliases = aliases_of(name)
+            print(f"  {name}" + (f"  (aliases: {', '.join(aliases)})" if aliases else ""))
+    if what in ("all", "benchmarks"):
+        from .benchmark import BENCHMARKS
+
+        print("benchmarks:\n" + "\n".join(f"  {n}" for n in sorted(BENCHMARKS)))
+    if what in ("all", "orders"):
+        from .config import list_orders
+
+        print("orders:\n" + "\n".join(f"  {o}" for o in list_orders()))
+    if what in ("all", "backbones"):
+        from .backbones import BUILTIN_BACKBONES
+
+        print("backbones (built-in; or any save_pretrained folder / cached HF id):\n"
+              + "\n".join(f"  {n}" for n in BUILTIN_BACKBONES))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "metrics": cmd_metrics, "list": cmd_list}[args.command](args)
+    except UserError as exc:
+        print(f"mcit-bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

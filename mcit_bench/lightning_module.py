@@ -1,0 +1,52 @@
+"""The LightningModule that learns one task (Renate-style: apart from the task-sequence loop).
+
+It delegates everything method-specific to the Strategy: the named losses of ``train_step`` are
+summed into the back-propagated loss and logged one by one; ``before_optimizer_step`` runs between
+backward and the optimiser step (gradient projection).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+
+from .strategy import Strategy
+
+
+class ContinualModule(L.LightningModule):
+    def __init__(self, strategy: Strategy, hparams: dict[str, Any], total_steps: int) -> None:
+        super().__init__()
+        self.strategy = strategy
+        self.run_hparams = hparams
+        self.total_steps = total_steps
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        losses = self.strategy.train_step(batch)
+        if not losses:
+            raise RuntimeError(f"{self.strategy.name}.train_step returned no loss")
+        total = torch.stack([value for value in losses.values()]).sum()
+        batch_size = len(batch["input_ids"])
+        for name, value in losses.items():
+            self.log(f"train/{name}", value.detach(), batch_size=batch_size)
+        self.log("train/loss", total.detach(), batch_size=batch_size, prog_bar=True)
+        return total
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.strategy.before_optimizer_step()
+
+    def configure_optimizers(self) -> Any:
+        hp = self.run_hparams
+        groups = self.strategy.param_groups(float(hp["lr"]), float(hp["weight_decay"]))
+        optimizer = torch.optim.AdamW(groups)
+        warmup = max(1, math.ceil(float(hp["warmup_ratio"]) * self.total_steps))
+        total = max(self.total_steps, warmup + 1)
+
+        def lr_lambda(step: int) -> float:  # linear warmup then cosine decay to 0 (LLaVA's schedule)
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / (total - warmup))))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

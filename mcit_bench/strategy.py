@@ -1,0 +1,152 @@
+"""The Strategy interface: one continual-instruction-tuning method = one subclass in one file.
+
+Lifecycle, driven by the runner (``mcit_bench.runner``) for a task order of T tasks::
+
+    setup(tasks, context)                 # once; sees the whole sequence (e.g. Fwd-Prompt's U_pre)
+    for t, task in enumerate(tasks):
+        before_task(t, task, train_data)  # grow prompts / projectors, reset optimiser state, ...
+        fit: train_step(batch) -> {name: loss}   (ALL losses are summed and back-propagated,
+             before_optimizer_step()               each is logged apart; the hook runs between
+                                                   backward and the optimiser step)
+        after_task(t, task, train_data)   # collect statistics (subspaces, Gram matrices, prototypes)
+        merge(t)                          # training-free merging (MAny's CPM/LPM)
+        evaluate every task with generate(batch)  -> prepare_inputs(batch, training=False) is the
+                                                     inference hook for routing / prompt selection
+
+State for resume: ``checkpoint()`` / ``restore(checkpoint)`` at task boundaries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from .backbone import Backbone
+    from .benchmark import Benchmark, TaskSpec
+
+
+@dataclass
+class ModelInputs:
+    """What the language model reads: embeddings, attention mask and (training) labels."""
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """What ``setup`` may look at: the benchmark, the order, the seed and the run folder."""
+
+    benchmark: "Benchmark"
+    tasks: list["TaskSpec"]
+    seed: int
+    run_dir: Any = None
+    collate_train: Any = None
+    collate_eval: Any = None
+
+
+class Strategy(nn.Module):
+    """Base class. Subclasses override the hooks they need; the defaults give plain fine-tuning of
+    whatever parameters are trainable (none: the zero-shot baseline).
+
+    Class attributes:
+      ``name``: registry name (set by ``@register_method``);
+      ``defaults``: default hyper-parameters (merged over the YAML file beside the module, if any);
+      ``joint``: train once on the union of all tasks (the multitask upper bound);
+      ``trains``: False for methods that never train (zero-shot).
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    joint: ClassVar[bool] = False
+    trains: ClassVar[bool] = True
+
+    def __init__(self, backbone: "Backbone", hparams: dict[str, Any]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.hparams = dict(hparams)
+        self.tasks: list["TaskSpec"] = []
+        self.current_task = -1
+
+    # ------------------------------------------------------------------ lifecycle hooks
+    def setup(self, tasks: list["TaskSpec"], context: RunContext) -> None:
+        """Called once before the first task with the whole task sequence."""
+        self.tasks = list(tasks)
+
+    def before_task(self, task_index: int, task: "TaskSpec", train_data: Any) -> None:
+        self.current_task = task_index
+
+    def after_task(self, task_index: int, task: "TaskSpec", train_data: Any) -> None:
+        """Called after training on a task (collect statistics here, without gradients)."""
+
+    def merge(self, task_index: int) -> None:
+        """Training-free merging after ``after_task`` (default: nothing)."""
+
+    # ------------------------------------------------------------------ training
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimiser updates for the current task (default: all with requires_grad)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups; override to give parts their own learning rate."""
+        return [{"params": self.trainable_parameters(), "lr": lr, "weight_decay": weight_decay}]
+
+    def prepare_inputs(self, batch: dict[str, Any], training: bool) -> ModelInputs:
+        """Image features -> projector -> embeddings (override to route, select or insert prompts)."""
+        visual = self.backbone.project(self.backbone.vision_features(batch["pixel_values"]))
+        embeds = self.backbone.embed(batch["input_ids"], visual)
+        return ModelInputs(embeds, batch["attention_mask"], batch.get("labels"))
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Named losses for one batch; the harness sums all of them before backward."""
+        inputs = self.prepare_inputs(batch, training=True)
+        return {"lm": self.backbone.lm_loss(inputs.inputs_embeds, inputs.attention_mask, inputs.labels)}
+
+    def before_optimizer_step(self) -> None:
+        """Between backward and the optimiser step (gradient projection goes here)."""
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(self, batch: dict[str, Any], max_new_tokens: int) -> list[str]:
+        inputs = self.prepare_inputs(batch, training=False)
+        return self.backbone.generate(inputs.inputs_embeds, inputs.attention_mask, max_new_tokens)
+
+    # ------------------------------------------------------------------ reporting
+    def trainable_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    def report(self) -> dict[str, Any]:
+        """Extra method-specific figures for summary.json (e.g. selection accuracy)."""
+        return {}
+
+    # ------------------------------------------------------------------ state for resume
+    def checkpoint_keys(self) -> list[str]:
+        """State-dict keys that change during a run (default: trainable and LoRA tensors and all
+        tensors owned by the strategy outside the frozen backbone)."""
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        return [k for k in self.state_dict() if k in trainable or "lora_" in k or not k.startswith("backbone.")]
+
+    def extra_state(self) -> dict[str, Any]:
+        """Non-tensor state (counters, structure sizes) needed to rebuild before loading tensors."""
+        return {"current_task": self.current_task}
+
+    def rebuild(self, extra: dict[str, Any]) -> None:
+        """Re-create structures that grow during a run (e.g. per-task prompts) from ``extra_state``."""
+        self.current_task = extra.get("current_task", -1)
+
+    def checkpoint(self) -> dict[str, Any]:
+        state = self.state_dict()
+        return {"tensors": {k: state[k].detach().cpu().clone() for k in self.checkpoint_keys()},
+                "extra": self.extra_state(), "name": self.name}
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        self.rebuild(checkpoint["extra"])
+        missing_in_model = set(checkpoint["tensors"]) - set(self.state_dict())
+        if missing_in_model:
+            raise RuntimeError(f"checkpoint holds tensors the strategy does not have: {sorted(missing_in_model)[:5]}")
+        self.load_state_dict(checkpoint["tensors"], strict=False)

@@ -1,0 +1,84 @@
+"""End-to-end runs on the micro backbone: files, determinism, resume."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcit_bench.cli import main
+from mcit_bench.matrix_io import read_matrix_csv
+
+from conftest import quick_args
+
+
+def test_quick_run_writes_everything(tmp_path: Path, micro_backbone: Path) -> None:
+    assert main(quick_args(tmp_path, "lora-ft", "3")) == 0
+    run = tmp_path / "run"
+    R, names = read_matrix_csv(run / "accuracy.csv")
+    assert names == ["icons", "scene_caption", "chart", "count_math", "styles", "degraded_caption"]  # order 3
+    assert R.shape == (7, 6) and not np.isnan(R).any()  # full matrix: future tasks evaluated too
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("avg", "last", "mft", "bwt", "fgt", "fwd", "curves", "scorers", "timings", "environment"):
+        assert key in summary
+    assert summary["complete"] is True and summary["trainable_parameters"] > 0
+    assert (run / "fgt.csv").is_file() and (run / "fwd.csv").is_file() and (run / "config.yaml").is_file()
+    preds = (run / "predictions" / "stage6" / "styles.jsonl").read_text().splitlines()
+    assert len(preds) == 8 and set(json.loads(preds[0])) == {"uid", "text"}
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"stage{t}.pt" for t in range(1, 7)]
+
+
+def test_same_seed_same_matrix(tmp_path: Path, micro_backbone: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(quick_args(a, "lora-ft", "2")) == 0
+    assert main(quick_args(b, "lora-ft", "2")) == 0
+    assert (a / "run" / "accuracy.csv").read_text() == (b / "run" / "accuracy.csv").read_text()
+    ck_a = __import__("torch").load(a / "run" / "checkpoints" / "stage6.pt", weights_only=False)["tensors"]
+    ck_b = __import__("torch").load(b / "run" / "checkpoints" / "stage6.pt", weights_only=False)["tensors"]
+    assert all(ck_a[k].equal(ck_b[k]) for k in ck_a)
+
+
+def test_resume_after_interruption_gives_identical_matrix(tmp_path: Path, micro_backbone: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert main(quick_args(full, "lora-ft", "1")) == 0
+    monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "2")
+    with pytest.raises(SystemExit):
+        main(quick_args(cut, "lora-ft", "1"))
+    run = cut / "run"
+    state = json.loads((run / "state.json").read_text())
+    assert state["trained"] == [1, 2] and not state["complete"]
+    R_partial, _ = read_matrix_csv(run / "accuracy.csv")
+    assert np.isnan(R_partial[3:]).all() and not np.isnan(R_partial[:3]).any()
+    kept = {p: p.stat().st_mtime_ns for p in [run / "checkpoints" / "stage2.pt", run / "predictions" / "stage2" / "chart.jsonl"]}
+    monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
+    assert main(quick_args(cut, "lora-ft", "1", "--resume")) == 0
+    assert (run / "accuracy.csv").read_text() == (full / "run" / "accuracy.csv").read_text()
+    # finished work is not redone
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+
+
+def test_existing_run_needs_resume(tmp_path: Path, micro_backbone: Path, capsys) -> None:
+    assert main(quick_args(tmp_path, "zero-shot", "1")) == 0
+    assert main(quick_args(tmp_path, "zero-shot", "1")) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_zero_shot_rows_equal_and_joint_has_two_rows(tmp_path: Path, micro_backbone: Path) -> None:
+    assert main(quick_args(tmp_path / "z", "zero-shot", "1")) == 0
+    R, _ = read_matrix_csv(tmp_path / "z" / "run" / "accuracy.csv")
+    assert (R == R[0]).all()
+    assert main(quick_args(tmp_path / "j", "joint", "1")) == 0
+    R, _ = read_matrix_csv(tmp_path / "j" / "run" / "accuracy.csv")
+    assert not np.isnan(R[0]).any() and not np.isnan(R[6]).any() and np.isnan(R[1:6]).all()
+    summary = json.loads((tmp_path / "j" / "run" / "summary.json").read_text())
+    assert summary["last"] is not None and summary["avg"] is None and summary["fwd"] is None
+
+
+def test_eval_lower_leaves_upper_triangle_missing(tmp_path: Path, micro_backbone: Path) -> None:
+    assert main(quick_args(tmp_path, "lora-ft", "1", "--eval", "lower")) == 0
+    R, _ = read_matrix_csv(tmp_path / "run" / "accuracy.csv")
+    assert np.isnan(R[1, 1]) and not np.isnan(R[1, 0]) and not np.isnan(R[0]).any()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["fwd"] is None and summary["last"] is not None
