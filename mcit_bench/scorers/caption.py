@@ -10,6 +10,10 @@ Backends (the variant):
   python: our tokenizer approximation and our BLEU/ROUGE-L/CIDEr-D. METEOR has no pure-Python
           implementation here: details["meteor"] is None, the score is the mean of the other
           six (details["n_metrics"] == 6) and details["warning"] says so.
+  synthetic: the built-in benchmark's BOUNDED caption score: mean of BLEU-1..4, ROUGE-L and
+          CIDEr-D / 10 (CIDEr-D's maximum), x 100, pure Python. It stays on 0-100 like every other
+          task score (UCIT's CIDEr x 100 can exceed 100 for a near-perfect captioner). Not
+          comparable to UCIT numbers, by design.
 """
 from __future__ import annotations
 
@@ -41,11 +45,13 @@ class Caption(BaseScorer):
     """Mean of the available caption metrics x 100 (7 with METEOR, else 6 and a warning)."""
 
     name = "caption"
-    variants = ("auto", "coco", "python")
+    variants = ("auto", "coco", "python", "synthetic")
 
     def _score(self, predictions: list[Optional[str]], records: list[dict]) -> ScoreResult:
         references = [require_str_list(rec, "references", self.name) for rec in records]
         candidates = ["" if p is None else p for p in predictions]
+        if self.variant == "synthetic":
+            return _bounded_score(candidates, references)
         warnings: list[str] = []
 
         backend = self.variant
@@ -107,3 +113,13 @@ def _unflatten(tokens: list[str], n_cand: int,
         refs.append(tokens[pos:pos + len(group)])
         pos += len(group)
     return cand, refs
+
+
+def _bounded_score(candidates: list[str], references: list[list[str]]) -> ScoreResult:
+    flat = [ptb_like_tokenize(t) for t in candidates + [r for refs in references for r in refs]]
+    cand_tok, ref_tok = _unflatten(flat, len(candidates), references)
+    values = python_metrics(cand_tok, ref_tok)
+    parts = [values[k] for k in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l")] + [values["cider"] / 10.0]
+    details = {k: 100.0 * v for k, v in values.items()}
+    details.update({"cider_over_10": 10.0 * values["cider"], "n": len(candidates), "n_metrics": 6})
+    return ScoreResult(score=100.0 * sum(parts) / len(parts), details=details, per_sample=None)
