@@ -14,7 +14,7 @@ scene_caption      Flickr30k        caption a two-object scene with its spatial 
 =================  ===============  ==========================================================  ===========
 
 The pre-training mixture (colour / shape naming, counting, yes-no, short captions, letter-answer
-multiple choice on colours) is disjoint from the six tasks: no task question type occurs in it. It
+multiple choice on colours, repeating words of the world's vocabulary) is disjoint from the six tasks: no task question type occurs in it. It
 teaches the built-in tiny backbone general visual knowledge and answer formats, so that the zero-shot
 row, the pre-trained space and forward transfer mean something.
 
@@ -229,9 +229,30 @@ def _pretrain_colour_choice(rng: random.Random) -> Record:
     return _record(image, prompt, LETTERS[options.index(colour)], choices=options)
 
 
+@lru_cache(maxsize=1)
+def world_vocabulary() -> tuple[str, ...]:
+    """Every word that occurs in a prompt, answer or reference of the synthetic world."""
+    words: set[str] = set()
+    for task in TASK_MAKERS:
+        for i in range(60):
+            r = TASK_MAKERS[task](_rng(0, task, "vocabulary", i))
+            for text in (r["prompt"], r["target"], *r["references"]):
+                words.update(text.replace("\n", " ").split())
+    return tuple(sorted(words))
+
+
+def _pretrain_repeat(rng: random.Random) -> Record:
+    """Text-only skill: repeat a list of words. A real LLM has seen every word of its vocabulary;
+    without this the task answers' words (e.g. the class names) would have untrained output rows."""
+    words = [rng.choice(world_vocabulary()) for _ in range(rng.randint(2, 5))]
+    objects = [(rng.choice(COLOUR_NAMES), rng.choice(SHAPES), c) for c in _distinct_cells(rng, rng.randint(1, 3))]
+    text = " ".join(words)
+    return _record(grid_scene(objects), f"Repeat these words: {text}", text)
+
+
 PRETRAIN_MAKERS: list[Callable[[random.Random], Record]] = [
     _pretrain_colour, _pretrain_shape, _pretrain_count, _pretrain_exists, _pretrain_caption,
-    _pretrain_colour_choice,
+    _pretrain_colour_choice, _pretrain_repeat,
 ]
 
 

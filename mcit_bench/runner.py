@@ -156,6 +156,7 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
                 continue
             from .evaluation import evaluate_cell
 
+            strategy.on_evaluate(stage, col)
             result = evaluate_cell(strategy, test_sets[task.name], task, collate_eval,
                                    int(plan.hparams["eval_batch_size"]), plan.hparams["eval_max_new_tokens"], device)
             lines = "".join(json.dumps(p) + "\n" for p in result.predictions)

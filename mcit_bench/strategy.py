@@ -111,6 +111,13 @@ class Strategy(nn.Module):
         """Between backward and the optimiser step (gradient projection goes here)."""
 
     # ------------------------------------------------------------------ inference
+    def on_evaluate(self, stage: int, task_index: int) -> None:
+        """Called before the runner evaluates column ``task_index`` at ``stage`` (0 = zero-shot).
+
+        Inference must stay task-agnostic: use this only for bookkeeping, e.g. to measure how often
+        a routing/selection step picks the sample's own task.
+        """
+
     @torch.no_grad()
     def generate(self, batch: dict[str, Any], max_new_tokens: int) -> list[str]:
         inputs = self.prepare_inputs(batch, training=False)
