@@ -8,7 +8,7 @@ task               UCIT analogue    what it asks                                
 styles             ImageNet-R       name the object class across rendering styles               exact_match
 chart              ArxivQA          multiple-choice question about a rendered bar chart         choice_letter
 degraded_caption   VizWiz-caption   caption a blurred / dark / noisy photo of one object         caption
-icons              IconQA           multiple choice: which icon appears most often               choice_letter
+icons              IconQA           multiple choice: which icon colour appears most often        choice_letter
 count_math         CLEVR-Math       "Subtract all red objects. How many objects are left?"      number
 scene_caption      Flickr30k        caption a two-object scene with its spatial relation         caption
 =================  ===============  ==========================================================  ===========
@@ -18,7 +18,7 @@ multiple choice on colours, repeating words of the world's vocabulary) is disjoi
 teaches the built-in tiny backbone general visual knowledge and answer formats, so that the zero-shot
 row, the pre-trained space and forward transfer mean something.
 
-Multiple-choice options are listed in a fixed order (bars left to right; shapes in canonical order)
+Multiple-choice options are listed in a fixed order (bars left to right; colours in canonical order)
 so that the answer is read off the image: the tiny backbone cannot learn to bind shuffled option texts
 to the picture on a CPU budget (measured: 24% = chance on a 4-way letter question after pre-training).
 
@@ -81,7 +81,8 @@ def make_styles(rng: random.Random) -> Record:
 
 def make_chart(rng: random.Random) -> Record:
     colours = rng.sample(COLOUR_NAMES, 4)
-    heights = rng.sample(range(8, 58, 7), 4)
+    # Heights are whole grid cells (1-4 patches tall, all different): one bar per patch column.
+    heights = [cells * 16 - 4 for cells in rng.sample(range(1, GRID + 1), 4)]
     ask_tallest = rng.random() < 0.5
     pick = heights.index(max(heights) if ask_tallest else min(heights))
     # Options list the bars left to right: the tiny backbone answers from the picture; binding
@@ -108,16 +109,15 @@ def make_degraded_caption(rng: random.Random) -> Record:
 
 
 def make_icons(rng: random.Random) -> Record:
-    kinds = rng.sample(SHAPES, 3)
+    kinds = rng.sample(COLOUR_NAMES, 3)
     counts = [rng.randint(1, 3) for _ in kinds]
     winner = rng.randrange(3)
     counts[winner] = max(counts) + rng.randint(1, 2)
-    colour = rng.choice(COLOUR_NAMES)
-    shapes = [s for s, c in zip(kinds, counts) for _ in range(c)]
-    image = grid_scene([(colour, s, cell) for s, cell in zip(shapes, _distinct_cells(rng, len(shapes)))])
-    options = sorted(kinds, key=SHAPES.index)  # canonical shape order (see make_chart)
-    prompt = _mc_prompt("Which icon appears most often in the picture?", options)
-    return _record(image, prompt, LETTERS[options.index(kinds[winner])], choices=options)
+    colours = [c for c, n in zip(kinds, counts) for _ in range(n)]
+    icons = [(c, rng.choice(SHAPES), cell) for c, cell in zip(colours, _distinct_cells(rng, len(colours)))]
+    options = sorted(kinds, key=COLOUR_NAMES.index)  # canonical colour order (see make_chart)
+    prompt = _mc_prompt("Which colour of icon appears most often in the picture?", options)
+    return _record(grid_scene(icons), prompt, LETTERS[options.index(kinds[winner])], choices=options)
 
 
 def make_count_math(rng: random.Random) -> Record:
@@ -177,7 +177,7 @@ TASKS: list[TaskSpec] = [
     TaskSpec("degraded_caption", "VizWiz-caption", "caption", "synthetic", max_new_tokens=16,
              description="caption a blurry/dark/noisy photo of one object, 5 references"),
     TaskSpec("icons", "IconQA", "choice_letter", "strict", chance=100 / 3, max_new_tokens=4,
-             description="which icon appears most often, 3 options"),
+             description="which icon colour appears most often, 3 options"),
     TaskSpec("count_math", "CLEVR-Math", "number", chance=100 / 8, max_new_tokens=4,
              description="subtract all objects of a colour and count the rest (answers 0-7)"),
     TaskSpec("scene_caption", "Flickr30k", "caption", "synthetic", max_new_tokens=16,

@@ -19,7 +19,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "weight_decay": 0.0,
     "batch_size": 16,
-    "steps_per_task": 150,
+    "steps_per_task": 200,
     "warmup_ratio": 0.03,
     "grad_clip": 1.0,
     "eval_batch_size": 100,

@@ -14,7 +14,7 @@ from mcit_bench.strategy import RunContext, Strategy
 
 @register_method("lora-ft", "lora_ft", "seq-lora", "finetune")
 class LoRAFineTune(Strategy):
-    defaults = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+    defaults = {"lr": 2e-3, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
                 "lora_targets": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
                 "train_projector": True}
 
