@@ -2,7 +2,7 @@
 
 It delegates everything method-specific to the Strategy: the named losses of ``train_step`` are
 summed into the back-propagated loss and logged one by one; ``before_optimizer_step`` runs between
-backward and the optimiser step (gradient projection).
+backward and the optimiser step (gradient projection), ``after_optimizer_step`` right after it.
 """
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ class ContinualModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.strategy.before_optimizer_step()
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.strategy.after_optimizer_step()
 
     def configure_optimizers(self) -> Any:
         hp = self.run_hparams

@@ -49,6 +49,7 @@ def plan_run(cfg: RunConfig) -> Plan:
 
     method_cls = get_method(cfg.method)
     hparams = resolve_hparams(method_defaults(method_cls), cfg.preset, cfg.overrides, method_cls.name)
+    method_cls.check_hparams(hparams)
     if cfg.eval_mode not in ("full", "lower"):
         raise UserError(f"--eval {cfg.eval_mode!r}: expected 'full' or 'lower'")
     benchmark = load_benchmark(cfg.benchmark, train_size=hparams["train_size"], test_size=hparams["test_size"],
@@ -66,7 +67,8 @@ def plan_run(cfg: RunConfig) -> Plan:
                             f"to write elsewhere")
         previous = yaml.safe_load((run_dir / "config.yaml").read_text())
         for key in ("method", "benchmark", "backbone", "seed", "preset", "eval_mode"):
-            if str(previous.get(key)) != str(getattr(cfg, key)):
+            now = method_cls.name if key == "method" else getattr(cfg, key)  # config.yaml holds the canonical name
+            if str(previous.get(key)) != str(now):
                 raise UserError(f"{run_dir}/config.yaml: --resume with {key}={getattr(cfg, key)!r} but the run "
                                 f"was started with {key}={previous.get(key)!r}")
         if previous.get("hparams") != hparams or previous.get("tasks") != order:

@@ -8,6 +8,7 @@ Lifecycle, driven by the runner (``mcit_bench.runner``) for a task order of T ta
         fit: train_step(batch) -> {name: loss}   (ALL losses are summed and back-propagated,
              before_optimizer_step()               each is logged apart; the hook runs between
                                                    backward and the optimiser step)
+             after_optimizer_step()               (right after the optimiser step)
         after_task(t, task, train_data)   # collect statistics (subspaces, Gram matrices, prototypes)
         merge(t)                          # training-free merging (MAny's CPM/LPM)
         evaluate every task with generate(batch)  -> prepare_inputs(batch, training=False) is the
@@ -73,6 +74,10 @@ class Strategy(nn.Module):
         self.tasks: list["TaskSpec"] = []
         self.current_task = -1
 
+    @classmethod
+    def check_hparams(cls, hparams: dict[str, Any]) -> None:
+        """Validate the resolved hyper-parameters before anything is loaded or written (raise UserError)."""
+
     # ------------------------------------------------------------------ lifecycle hooks
     def setup(self, tasks: list["TaskSpec"], context: RunContext) -> None:
         """Called once before the first task with the whole task sequence."""
@@ -109,6 +114,9 @@ class Strategy(nn.Module):
 
     def before_optimizer_step(self) -> None:
         """Between backward and the optimiser step (gradient projection goes here)."""
+
+    def after_optimizer_step(self) -> None:
+        """Right after the optimiser step (e.g. to confine the actual update of an adaptive optimiser)."""
 
     # ------------------------------------------------------------------ inference
     def on_evaluate(self, stage: int, task_index: int) -> None:

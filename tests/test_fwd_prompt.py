@@ -1,0 +1,320 @@
+"""fwd-prompt: GPM rank rule, prompt selection, projected updates (the actual parameter change, through
+the real optimiser and the Lightning loop), resume state, pre-training data, end-to-end run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mcit_bench import subspace
+from mcit_bench.cli import main
+from mcit_bench.config import resolve_hparams
+from mcit_bench.errors import UserError
+from mcit_bench.matrix_io import read_matrix_csv
+from mcit_bench.registry import get_method, method_defaults
+from mcit_bench.strategy import RunContext
+
+from conftest import quick_args
+
+FwdPrompt = get_method("fwd_prompt")
+
+
+# ---------------------------------------------------------------- pure subspace maths
+def _known_spectrum(d: int = 16, n: int = 40, energies=(50.0, 30.0, 10.0, 5.0, 3.0, 2.0), seed: int = 0):
+    """X = A diag(s) B^T with orthonormal A, B and s^2 = energies (total 100): returns (X, A)."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64)).Q
+    B = torch.linalg.qr(torch.randn(n, len(energies), generator=g, dtype=torch.float64)).Q
+    s = torch.tensor(energies, dtype=torch.float64).sqrt()
+    return A[:, :len(energies)] @ torch.diag(s) @ B.T, A
+
+
+def _same_span(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and torch.allclose(a @ a.T, b @ b.T, atol=1e-8)
+
+
+@pytest.mark.parametrize("threshold,k", [(0.49, 1), (0.5, 1), (0.51, 2), (0.8, 2), (0.81, 3), (0.9, 3),
+                                         (0.91, 4), (0.98, 5), (0.981, 6), (1.0, 6)])
+def test_gpm_rule_picks_smallest_k_reaching_threshold(threshold: float, k: int) -> None:
+    X, A = _known_spectrum()
+    ext = subspace.gpm_extend(subspace.gram(X.T), subspace.empty_basis(16), threshold)
+    assert ext.k == k
+    assert _same_span(ext.basis, A[:, :k])  # the k leading left singular vectors
+    assert subspace.energy_rank(subspace.gram(X.T), threshold) == k
+
+
+def test_gpm_rule_counts_what_memory_covers() -> None:
+    X, A = _known_spectrum()
+    G = subspace.gram(X.T)
+    ext = subspace.gpm_extend(G, A[:, :1], 0.9)  # memory holds the 50% direction: 40% more needed
+    assert ext.k == 2 and _same_span(ext.basis, A[:, 1:3])
+    assert ext.covered_before == pytest.approx(0.5) and ext.covered_after == pytest.approx(0.9)
+    assert torch.allclose(A[:, :1].T @ ext.basis, torch.zeros(1, 2, dtype=torch.float64), atol=1e-10)
+    assert subspace.gpm_extend(G, A[:, :3], 0.9).k == 0  # already covered: nothing added
+    assert subspace.numerical_rank(G) == 6
+
+
+def test_intersection_basis_is_inside_one_and_orthogonal_to_other() -> None:
+    g = torch.Generator().manual_seed(1)
+    U = torch.linalg.qr(torch.randn(32, 6, generator=g, dtype=torch.float64)).Q
+    P = torch.linalg.qr(torch.randn(32, 10, generator=g, dtype=torch.float64)).Q
+    W = subspace.intersection_basis(P, U)
+    assert W.shape == (32, 4)  # generic: 10 - 6
+    assert torch.allclose(W.T @ W, torch.eye(4, dtype=torch.float64), atol=1e-10)
+    assert (U.T @ W).abs().max() < 1e-10 and torch.allclose(P @ P.T @ W, W, atol=1e-10)
+
+
+def test_sequential_compose_is_the_literal_formula() -> None:
+    from mcit_bench.methods.fwd_prompt import projection_maps
+
+    g = torch.Generator().manual_seed(2)
+    U = torch.linalg.qr(torch.randn(12, 3, generator=g, dtype=torch.float64)).Q
+    P = torch.linalg.qr(torch.randn(12, 5, generator=g, dtype=torch.float64)).Q
+    grad = torch.randn(4, 12, generator=g, dtype=torch.float64)
+    res = grad - grad @ U @ U.T
+    seq, _ = projection_maps(U, P, "residual+pretrained", "project", compose="sequential")
+    assert torch.allclose(grad @ seq, res @ P @ P.T)
+    add, _ = projection_maps(U, P, "residual+pretrained", "additive", beta=0.5, compose="sequential")
+    assert torch.allclose(grad @ add, res + 0.5 * res @ P @ P.T)
+    residual, _ = projection_maps(U, P, "residual")
+    assert torch.allclose(grad @ residual, res)
+    assert projection_maps(U, P, "none") == (None, None)
+
+
+def test_select_top_on_constructed_keys() -> None:
+    from mcit_bench.methods.fwd_prompt import select_top
+
+    keys = torch.eye(8)  # key i = e_i
+    query = torch.zeros(2, 8)
+    query[0, [4, 1, 7]] = torch.tensor([3.0, 2.0, 1.0])
+    query[1, [0, 5, 6]] = torch.tensor([1.0, 5.0, 4.0])
+    idx, sim = select_top(query, keys, 2)
+    assert idx.tolist() == [[1, 4], [5, 6]]  # top-2 by cosine, in pool-index order
+    assert select_top(query, keys, 3)[0].tolist() == [[1, 4, 7], [0, 5, 6]]
+    assert sim[0, 4] == pytest.approx(3 / 14 ** 0.5)
+
+
+# ---------------------------------------------------------------- on the micro backbone
+@pytest.fixture(scope="module")
+def backbone(micro_backbone: Path):
+    from mcit_bench.backbone import Backbone
+
+    return Backbone.from_pretrained(micro_backbone)
+
+
+@pytest.fixture(scope="module")
+def data():
+    from mcit_bench.benchmark import load_benchmark
+
+    bench = load_benchmark("synthetic", train_size=16, test_size=4)
+    return bench, [bench.train_split("styles")[i] for i in range(4)] + [bench.train_split("chart")[i] for i in range(4)]
+
+
+def _strategy(backbone, **overrides) -> "FwdPrompt":
+    torch.manual_seed(0)
+    hp = resolve_hparams(method_defaults(FwdPrompt), "quick", overrides, "fwd-prompt")
+    return FwdPrompt(backbone, hp)
+
+
+def _batch(backbone, records):
+    from mcit_bench.collate import Collator
+
+    return Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token)(records)
+
+
+def _random_spaces(d: int, k_mem: int = 8, k_pre: int = 40):
+    g = torch.Generator().manual_seed(3)
+    U = torch.linalg.qr(torch.randn(d, k_mem, generator=g, dtype=torch.float64)).Q
+    P = torch.linalg.qr(torch.randn(d, k_pre, generator=g, dtype=torch.float64)).Q
+    return U, P
+
+
+def _steps(strategy, batch, optimizer=torch.optim.AdamW, steps: int = 2) -> torch.Tensor:
+    """The actual change of the prompt pool over ``steps`` optimiser steps, as rows [M * n_p, d]."""
+    opt = optimizer([strategy.prompts, strategy.keys], lr=0.05)
+    before = strategy.prompts.detach().clone()
+    for _ in range(steps):
+        opt.zero_grad()
+        sum(strategy.train_step(batch).values()).backward()
+        strategy.before_optimizer_step()
+        opt.step()
+        strategy.after_optimizer_step()
+    return (strategy.prompts.detach() - before).reshape(-1, strategy.prompts.shape[-1]).double()
+
+
+def _rel(part: torch.Tensor, whole: torch.Tensor) -> float:
+    return float(part.norm() / whole.norm())
+
+
+def test_default_update_avoids_memory_and_stays_in_pretrained_space(backbone, data) -> None:
+    strategy = _strategy(backbone)
+    U, P = _random_spaces(backbone.hidden_size)
+    strategy.set_subspaces(U, P)
+    delta = _steps(strategy, _batch(backbone, data[1]))
+    assert delta.norm() > 1e-3  # the prompts did learn
+    assert _rel(delta @ U, delta) < 1e-5  # no component in the old tasks' memory
+    assert _rel(delta - delta @ P @ P.T, delta) < 1e-5  # inside span(U_pre)
+    assert strategy.free_dims() == 40 - 8
+
+
+@pytest.mark.parametrize("overrides", [
+    {"projection": "none"},
+    {"project_update": False},  # AdamW's per-coordinate scaling leaves the subspace
+])
+def test_controls_without_projection_leak_into_memory(backbone, data, overrides) -> None:
+    strategy = _strategy(backbone, **overrides)
+    U, P = _random_spaces(backbone.hidden_size)
+    strategy.set_subspaces(U, P)
+    delta = _steps(strategy, _batch(backbone, data[1]))
+    assert _rel(delta @ U, delta) > 1e-2
+
+
+def test_projected_gradient_alone_suffices_with_sgd(backbone, data) -> None:
+    strategy = _strategy(backbone, project_update=False)
+    U, P = _random_spaces(backbone.hidden_size)
+    strategy.set_subspaces(U, P)
+    delta = _steps(strategy, _batch(backbone, data[1]), optimizer=torch.optim.SGD)
+    assert delta.norm() > 0 and _rel(delta @ U, delta) < 1e-5 and _rel(delta - delta @ P @ P.T, delta) < 1e-5
+
+
+@pytest.mark.parametrize("overrides", [{"projection": "residual"},
+                                       {"forward_mode": "additive", "beta": 2.0}])
+def test_residual_and_additive_modes_avoid_memory_only(backbone, data, overrides) -> None:
+    strategy = _strategy(backbone, **overrides)
+    U, P = _random_spaces(backbone.hidden_size)
+    strategy.set_subspaces(U, P)
+    delta = _steps(strategy, _batch(backbone, data[1]))
+    assert _rel(delta @ U, delta) < 1e-5
+    assert _rel(delta - delta @ P @ P.T, delta) > 1e-2  # not confined to span(U_pre)
+
+
+def test_projection_holds_through_the_lightning_loop(backbone, data) -> None:
+    """The runner's own path: ContinualModule, AdamW from configure_optimizers, gradient clipping."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from mcit_bench.collate import Collator
+    from mcit_bench.lightning_module import ContinualModule
+
+    strategy = _strategy(backbone)
+    U, P = _random_spaces(backbone.hidden_size)
+    strategy.set_subspaces(U, P)
+    collate = Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token)
+    loader = DataLoader(data[1], batch_size=4, collate_fn=collate)
+    before = strategy.prompts.detach().clone()
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        gradient_clip_val=1.0)
+    trainer.fit(ContinualModule(strategy, strategy.hparams, total_steps=2), loader)
+    delta = (strategy.prompts.detach() - before).reshape(-1, backbone.hidden_size).double()
+    assert delta.norm() > 0
+    assert _rel(delta @ U, delta) < 1e-5 and _rel(delta - delta @ P @ P.T, delta) < 1e-5
+
+
+def test_selected_prompts_are_the_ones_inserted(backbone, data) -> None:
+    strategy = _strategy(backbone, top_n=1)
+    batch = _batch(backbone, [data[1][0], data[1][4]])  # one styles and one chart sample
+    q = strategy.query(batch)
+    with torch.no_grad():
+        strategy.keys[2] = q[0]
+        strategy.keys[7] = q[1]
+    inputs = strategy.prepare_inputs(batch, training=False)
+    assert inputs.extras["selected"].tolist() == [[2], [7]]
+    n_p = strategy.hparams["prompt_length"]
+    starts = (batch["attention_mask"] == 0).sum(1) + 1  # after BOS
+    for row, expected in enumerate((2, 7)):
+        inserted = inputs.inputs_embeds[row, starts[row]:starts[row] + n_p]
+        assert torch.equal(inserted, strategy.prompts[expected].detach())
+    assert inputs.inputs_embeds.shape[1] == batch["input_ids"].shape[1] + n_p
+
+
+def test_checkpoint_restores_grown_subspaces(backbone) -> None:
+    a = _strategy(backbone)
+    U, P = _random_spaces(backbone.hidden_size, 7, 5)
+    a.set_subspaces(U, P)
+    with torch.no_grad():
+        a.prompts.add_(1.0)
+    a.task_records.append({"task": "styles", "memory_rank": 7, "free_dims_during_task": 5})
+    a.core_bases.append(U)
+    ck = a.checkpoint()
+    assert {"prompts", "keys", "memory", "pretrained_basis"} <= set(ck["tensors"])
+    b = _strategy(backbone)
+    assert b.memory.shape[1] == 0
+    b.restore(ck)
+    assert torch.equal(b.memory, a.memory) and torch.equal(b.pretrained_basis, a.pretrained_basis)
+    assert torch.equal(b.prompts, a.prompts) and torch.equal(b.keys, a.keys)
+    assert b.pretrained_ready and b.task_records == a.task_records and torch.equal(b.core_bases[0], U)
+    assert b.free_dims() == a.free_dims()
+
+
+def test_pretrained_space_from_a_jsonl_file_and_first_task_fallback(backbone, data, tmp_path: Path) -> None:
+    bench, records = data
+    lines = []
+    for i, record in enumerate(records[:3]):
+        record["image"].save(tmp_path / f"img{i}.png")
+        lines.append(json.dumps({"image": f"img{i}.png", "prompt": record["prompt"], "target": record["target"]}))
+    (tmp_path / "pre.jsonl").write_text("\n".join(lines) + "\n")
+    from mcit_bench.collate import Collator
+
+    context = RunContext(bench, [bench.task("styles")], 0, None,
+                         Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token))
+    strategy = _strategy(backbone, pretrain_data=str(tmp_path / "pre.jsonl"), threshold_pre=0.9)
+    strategy.setup(context.tasks, context)
+    strategy.before_task(0, bench.task("styles"), records)
+    assert strategy.pretrained_info["source"].startswith("jsonl:") and strategy.pretrained_info["samples"] == 3
+    k = strategy.pretrained_basis.shape[1]
+    assert 0 < k < backbone.hidden_size
+    assert torch.allclose(strategy.pretrained_basis.T @ strategy.pretrained_basis,
+                          torch.eye(k, dtype=torch.float64), atol=1e-8)
+    fallback = _strategy(backbone, pretrain_data="first_task")
+    fallback.setup(context.tasks, context)
+    fallback.before_task(0, bench.task("styles"), records)
+    assert fallback.pretrain_source == "first_task:styles"
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"image": "img0.png", "prompt": "x"}) + "\n")
+    bad = _strategy(backbone, pretrain_data=str(tmp_path / "bad.jsonl"))
+    bad.setup(context.tasks, context)
+    with pytest.raises(UserError, match=r"bad.jsonl:1: field 'target'"):
+        bad.before_task(0, bench.task("styles"), records)
+
+
+def test_bad_knob_is_a_one_line_error_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    assert main(quick_args(tmp_path, "fwd-prompt", "1", "--set", "projection=pretrained")) == 2
+    err = capsys.readouterr().err
+    assert "projection" in err and "residual+pretrained" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- end to end
+def test_quick_run_reports_analysis_and_resumes_identically(tmp_path: Path, micro_backbone: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = ("--set", "subspace_samples=16", "--set", "pretrain_samples=32", "--eval", "lower")
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert main(quick_args(full, "fwd_prompt", "1", *fast)) == 0
+    run = full / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    cfg = summary["strategy"]
+    assert summary["trainable_parameters"] == 10 * 5 * 128 + 10 * (64 + 128)  # pool + keys only
+    assert cfg["projection"] == "residual+pretrained" and cfg["pretrain_source"].startswith("benchmark:synthetic")
+    ranks = cfg["memory_rank_after_task"]
+    assert len(ranks) == 6 and ranks == sorted(ranks) and ranks[0] > 0
+    analysis = json.loads((run / "fwd_prompt_analysis.json").read_text())
+    assert [t["task"] for t in analysis["tasks"]] == summary["tasks"]
+    overlap = np.array(analysis["core_overlap"])
+    assert overlap.shape == (6, 6) and np.allclose(np.diag(overlap), 1.0) and np.allclose(overlap, overlap.T)
+    assert analysis["pretrained"]["energy_rank"] == cfg["pretrained_rank"] > 0
+
+    monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "2")
+    with pytest.raises(SystemExit):
+        main(quick_args(cut, "fwd_prompt", "1", *fast))
+    monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
+    assert main(quick_args(cut, "fwd_prompt", "1", *fast, "--resume")) == 0
+    assert (cut / "run" / "accuracy.csv").read_text() == (run / "accuracy.csv").read_text()
+    a = torch.load(run / "checkpoints" / "stage6.pt", weights_only=False)
+    b = torch.load(cut / "run" / "checkpoints" / "stage6.pt", weights_only=False)
+    assert set(a["tensors"]) == set(b["tensors"]) and all(a["tensors"][k].equal(b["tensors"][k]) for k in a["tensors"])
+    assert a["extra"]["task_records"] == b["extra"]["task_records"]
+    R, _ = read_matrix_csv(run / "accuracy.csv")
+    assert not np.isnan(R[np.tril_indices(7, -1)]).any()
