@@ -244,3 +244,17 @@ def test_quick_run_resume_and_report(tmp_path: Path, micro_backbone: Path, monke
     assert (cut / "run" / "accuracy.csv").read_text() == (run / "accuracy.csv").read_text()
     resumed = json.loads((cut / "run" / "summary.json").read_text())["strategy"]
     assert resumed["task_identification_accuracy"] == ident
+
+
+def test_inference_benchmark_script_runs(micro_backbone: Path) -> None:
+    """The speed benchmark's plumbing (no timing asserted: speed is for the script to report)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_modalprompt_inference.py"
+    spec = importlib.util.spec_from_file_location("bench_modalprompt_inference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.measure("tiny-llava-micro", tasks=4, samples_per_task=2, batch_size=4, new_tokens=2, repeats=1)
+    assert out["learned_tasks"] == 4 and out["inserted_prompt_tokens"] == {"topk": 30, "all": 40}
+    assert out["fixed"]["generated_tokens"] == {"topk": 8 * 2, "all": 8 * 2}  # same decoding work
+    assert out["fixed"]["ratio_all_over_topk"] > 0
