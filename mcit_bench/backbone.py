@@ -59,13 +59,7 @@ class Backbone(nn.Module):
         clip = clip_tokenizer = None
         clip_dir = clip_path or (str(path / sidecar["clip"]) if "clip" in sidecar else None)
         if clip_dir:
-            from transformers import AutoTokenizer, CLIPModel
-
-            if not (Path(clip_dir) / "config.json").is_file():
-                raise UserError(f"clip_path {clip_dir!r}: no config.json there (expected a CLIPModel folder)")
-            clip = CLIPModel.from_pretrained(clip_dir, dtype=dtype)
-            clip.requires_grad_(False).eval()
-            clip_tokenizer = AutoTokenizer.from_pretrained(clip_dir)
+            clip, clip_tokenizer = load_clip(clip_dir, dtype)
         model.requires_grad_(False)
         name = template or sidecar.get("template", "vicuna_v1")
         return cls(model, processor, get_template(name), clip=clip, clip_tokenizer=clip_tokenizer, source=str(path))
@@ -149,6 +143,11 @@ class Backbone(nn.Module):
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     # ------------------------------------------------------------------ CLIP side (optional)
+    def attach_clip(self, clip_dir: str | Path) -> None:
+        """Load a CLIP model (both towers, frozen) from ``clip_dir`` for guidance, replacing any other."""
+        self.clip, self.clip_tokenizer = load_clip(clip_dir, self.dtype)
+        self.clip.to(self.device)
+
     def require_clip(self, who: str) -> nn.Module:
         if self.clip is None:
             raise UserError(f"{who} needs a CLIP model (image and text towers): pass --set clip_path=<folder> "
@@ -168,3 +167,14 @@ class Backbone(nn.Module):
     def clip_image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
         clip = self.require_clip("CLIP image guidance")
         return clip.get_image_features(pixel_values=pixel_values.to(self.dtype)).pooler_output
+
+
+def load_clip(clip_dir: str | Path, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, Any]:
+    """A frozen ``CLIPModel`` and its tokenizer from a ``save_pretrained`` folder (``clip_path``)."""
+    from transformers import AutoTokenizer, CLIPModel
+
+    if not (Path(clip_dir) / "config.json").is_file():
+        raise UserError(f"clip_path {str(clip_dir)!r}: no config.json there (expected a CLIPModel folder)")
+    clip = CLIPModel.from_pretrained(clip_dir, dtype=dtype)
+    clip.requires_grad_(False).eval()
+    return clip, AutoTokenizer.from_pretrained(clip_dir)
