@@ -49,6 +49,7 @@ def plan_run(cfg: RunConfig) -> Plan:
 
     method_cls = get_method(cfg.method)
     hparams = resolve_hparams(method_defaults(method_cls), cfg.preset, cfg.overrides, method_cls.name)
+    getattr(method_cls, "validate_hparams", lambda hp: None)(hparams)  # plugins without the hook still work
     if cfg.eval_mode not in ("full", "lower"):
         raise UserError(f"--eval {cfg.eval_mode!r}: expected 'full' or 'lower'")
     benchmark = load_benchmark(cfg.benchmark, train_size=hparams["train_size"], test_size=hparams["test_size"],

@@ -73,6 +73,10 @@ class Strategy(nn.Module):
         self.tasks: list["TaskSpec"] = []
         self.current_task = -1
 
+    @classmethod
+    def validate_hparams(cls, hparams: dict[str, Any]) -> None:
+        """Check the method's own hyper-parameter values before anything runs (raise UserError)."""
+
     # ------------------------------------------------------------------ lifecycle hooks
     def setup(self, tasks: list["TaskSpec"], context: RunContext) -> None:
         """Called once before the first task with the whole task sequence."""
