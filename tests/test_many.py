@@ -212,16 +212,16 @@ def test_bad_knob_is_a_one_line_error_before_anything_is_written(tmp_path: Path,
 # ---------------------------------------------------------------------------- end to end (quick preset)
 def test_quick_run_and_resume(tmp_path: Path, micro_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     full, cut = tmp_path / "full", tmp_path / "cut"
-    assert main(quick_args(full, "many", "1")) == 0
+    assert main(quick_args(full, "many", "1", "--eval", "lower")) == 0
     summary = json.loads((full / "run" / "summary.json").read_text())
     report = summary["strategy"]
     assert summary["complete"] and report["projectors"] == 6 and len(report["merge_seconds"]) == 6
     assert set(report["routing_accuracy"]) == {str(s) for s in range(1, 7)}
     monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "2")
     with pytest.raises(SystemExit):
-        main(quick_args(cut, "many", "1"))
+        main(quick_args(cut, "many", "1", "--eval", "lower"))
     monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
-    assert main(quick_args(cut, "many", "1", "--resume")) == 0
+    assert main(quick_args(cut, "many", "1", "--eval", "lower", "--resume")) == 0
     assert (cut / "run" / "accuracy.csv").read_text() == (full / "run" / "accuracy.csv").read_text()
     a = torch.load(full / "run" / "checkpoints" / "stage6.pt", weights_only=False)["tensors"]
     b = torch.load(cut / "run" / "checkpoints" / "stage6.pt", weights_only=False)["tensors"]
