@@ -300,9 +300,12 @@ def _dataset(task: str, split: str, n: int, seed: int):
     return datasets.Dataset.from_dict(columns, features=features)
 
 
-def load_synthetic(train_size: int = 600, test_size: int = 100, pretrain_size: int = 12000,
+def load_synthetic(train_size: int | None = 600, test_size: int | None = 100, pretrain_size: int = 12000,
                    seed: int = 0, **_: Any) -> Benchmark:
-    """The built-in benchmark. ``seed`` is the DATA seed (fixed across training seeds by default)."""
+    """The built-in benchmark. ``seed`` is the DATA seed (fixed across training seeds by default).
+    Sizes None mean the defaults (600 / 100)."""
+    train_size = 600 if train_size is None else train_size
+    test_size = 100 if test_size is None else test_size
     for key, value in (("train_size", train_size), ("test_size", test_size)):
         if not isinstance(value, int) or value <= 0:
             from mcit_bench.errors import UserError

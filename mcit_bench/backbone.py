@@ -1,23 +1,33 @@
-"""Backbone adapter over Hugging Face multimodal LLMs (LLaVA family).
+"""Backbone adapter over Hugging Face multimodal LLMs: LLaVA here, other families beside it.
 
-One code path for every checkpoint: ``LlavaForConditionalGeneration.from_pretrained(path)`` and
+One code path for every LLaVA checkpoint: ``LlavaForConditionalGeneration.from_pretrained(path)`` and
 ``AutoProcessor.from_pretrained(path)``, whether the path is the built-in tiny backbone or
-llava-1.5-7b-hf. The adapter exposes the pieces continual-learning strategies need:
+llava-1.5-7b-hf. ``Backbone.from_pretrained`` dispatches on ``config.json``'s ``model_type``:
+``llava`` -> this class, ``instructblip`` -> ``backbone_instructblip.InstructBlipBackbone``,
+``qwen2_vl`` -> ``backbone_qwen2vl.Qwen2VLBackbone`` (``FAMILIES``). Every family keeps the same
+public API; a family overrides only the pieces that differ (where the LM, its head and the projector
+live, how vision features are computed, the default template). The adapter exposes the pieces
+continual-learning strategies need:
 
 * ``vision_features``: frozen vision-tower features (the layer/selection of the LLaVA config);
 * ``project``: the multimodal projector (strategies may replace it, e.g. MAny's CPM);
 * ``embed``: LLM input embeddings with the image tokens filled in, ready for soft-prompt insertion;
 * ``lm_loss`` / ``generate``: language model on embeddings (greedy decoding for evaluation);
-* ``clip``: an optional CLIP model (image + text towers) for text-side guidance (ModalPrompt).
+* ``clip``: an optional CLIP model (image + text towers) for text-side guidance (ModalPrompt);
+* ``visual_tokens(batch)``: projected visual tokens of a collated batch, family-aware (InstructBLIP's
+  Q-Former reads the instruction; use it rather than ``project(vision_features(...))`` when you can);
+* ``position_ids(batch)``: family position ids (Qwen2-VL's M-RoPE) or None (positions from the mask);
+  ``lm_forward``/``lm_loss``/``generate`` take them as an optional ``position_ids``.
 
 A checkpoint folder may carry ``mcit_bench_backbone.json`` (conversation template, CLIP subfolder);
 a stock checkpoint without it gets the vicuna_v1 template.
 """
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -27,9 +37,34 @@ from .templates import Template, get_template
 
 SIDECAR = "mcit_bench_backbone.json"
 
+# config.json model_type -> "module:Class" of the family adapter (imported lazily).
+FAMILIES: dict[str, str] = {
+    "llava": "mcit_bench.backbone:Backbone",
+    "instructblip": "mcit_bench.backbone_instructblip:InstructBlipBackbone",
+    "qwen2_vl": "mcit_bench.backbone_qwen2vl:Qwen2VLBackbone",
+}
+
+
+def family_class(path: Path) -> type["Backbone"]:
+    """The adapter class for the checkpoint in ``path`` (by ``model_type``), or a UserError."""
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise UserError(f"backbone {str(path)!r}: config.json is not readable JSON ({exc})") from exc
+    if model_type not in FAMILIES:
+        raise UserError(f"backbone {str(path)!r}: config.json model_type {model_type!r} is not supported; "
+                        f"supported: {', '.join(FAMILIES)}")
+    module_name, cls_name = FAMILIES[model_type].split(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
 
 class Backbone(nn.Module):
-    """A loaded MLLM plus its processor and the hooks strategies use."""
+    """A loaded MLLM plus its processor and the hooks strategies use (this class: the LLaVA family)."""
+
+    family: ClassVar[str] = "llava"
+    default_template: ClassVar[str] = "vicuna_v1"
+    # Whether a benchmark's native template (UCIT/CoIN: vicuna_v1, written for LLaVA-1.5) applies.
+    takes_benchmark_template: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, processor: Any, template: Template, clip: nn.Module | None = None,
                  clip_tokenizer: Any = None, source: str = "") -> None:
@@ -41,28 +76,47 @@ class Backbone(nn.Module):
         self.clip = clip
         self.clip_tokenizer = clip_tokenizer
         self.source = source
-        self.image_token = getattr(processor, "image_token", "<image>")
+        token = getattr(processor, "image_token", "<image>")
+        self.image_token = str(getattr(token, "content", token))  # InstructBLIP keeps an AddedToken there
         self.image_token_id = model.config.image_token_id
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: torch.dtype = torch.float32, clip_path: str | None = None,
-                        template: str | None = None) -> "Backbone":
-        from transformers import AutoProcessor, LlavaForConditionalGeneration
+                        template: str | None = None, preferred_template: str | None = None) -> "Backbone":
+        """Load a checkpoint folder; ``Backbone.from_pretrained`` picks the family from ``model_type``.
 
+        ``template`` (explicit) wins over the sidecar's; ``preferred_template`` (a benchmark's native
+        template) is used when neither is set and the family takes benchmark templates.
+        """
         path = Path(path)
         if not (path / "config.json").is_file():
             raise UserError(f"backbone {str(path)!r}: no config.json there (expected a save_pretrained folder)")
+        if cls is Backbone:
+            family = family_class(path)
+            if family is not Backbone:
+                return family.from_pretrained(path, dtype=dtype, clip_path=clip_path, template=template,
+                                              preferred_template=preferred_template)
         sidecar = json.loads((path / SIDECAR).read_text()) if (path / SIDECAR).is_file() else {}
-        model = LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype)
-        processor = AutoProcessor.from_pretrained(path)
+        model, processor = cls.load_parts(path, dtype)
         clip = clip_tokenizer = None
         clip_dir = clip_path or (str(path / sidecar["clip"]) if "clip" in sidecar else None)
         if clip_dir:
             clip, clip_tokenizer = load_clip(clip_dir, dtype)
         model.requires_grad_(False)
-        name = template or sidecar.get("template", "vicuna_v1")
+        name = template or sidecar.get("template") or cls.pick_template(preferred_template)
         return cls(model, processor, get_template(name), clip=clip, clip_tokenizer=clip_tokenizer, source=str(path))
+
+    @classmethod
+    def load_parts(cls, path: Path, dtype: torch.dtype) -> tuple[nn.Module, Any]:
+        """The family's model and processor from a ``save_pretrained`` folder."""
+        from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+        return LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype), AutoProcessor.from_pretrained(path)
+
+    @classmethod
+    def pick_template(cls, preferred: str | None) -> str:
+        return preferred if (preferred and cls.takes_benchmark_template) else cls.default_template
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -86,6 +140,10 @@ class Backbone(nn.Module):
     def projector(self) -> nn.Module:
         return self.model.model.multi_modal_projector
 
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.model.lm_head
+
     def input_embeddings(self) -> nn.Embedding:
         return self.model.get_input_embeddings()
 
@@ -106,37 +164,67 @@ class Backbone(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def project(self, features: torch.Tensor) -> torch.Tensor:
+    def project(self, features: torch.Tensor, **projector_inputs: Any) -> torch.Tensor:
+        """Visual tokens [B, N, D] from ``vision_features``; ``projector_inputs`` are family extras from the
+        batch (InstructBLIP's ``qformer_input_ids``); the LLaVA projector ignores them."""
         return self.projector(features)
 
+    def visual_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Projected visual tokens [B, N, D] of a collated batch (the family-correct path)."""
+        return self.project(self.vision_features(batch["pixel_values"]), **self.projector_inputs(batch))
+
+    def projector_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Batch entries besides the vision features that the projector reads (LLaVA: none)."""
+        return {}
+
+    def position_ids(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """Family position ids for the batch's own sequence; None: positions from the attention mask."""
+        return None
+
     def embed(self, input_ids: torch.Tensor, visual_tokens: torch.Tensor) -> torch.Tensor:
-        """Token embeddings with the ``<image>`` positions replaced by ``visual_tokens`` [B, N, D]."""
+        """Token embeddings with the image-token positions replaced by ``visual_tokens`` [B, N, D].
+
+        Row b's visual tokens fill row b's image positions; a row without image tokens (a text-only
+        record: the collator gave it a blank image) drops its visual tokens, as the native pipelines do.
+        """
         embeds = self.input_embeddings()(input_ids)
-        image_mask = (input_ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
-        if image_mask.sum() != visual_tokens.numel():
-            raise ValueError(f"{int(image_mask.sum()) // embeds.shape[-1]} image tokens in the text but "
-                             f"{visual_tokens.shape[0] * visual_tokens.shape[1]} visual tokens")
-        return embeds.masked_scatter(image_mask, visual_tokens.to(embeds.dtype))
+        is_image = input_ids == self.image_token_id
+        per_row = is_image.sum(dim=1)
+        used = per_row > 0
+        if visual_tokens.shape[0] != input_ids.shape[0] or bool((per_row[used] != visual_tokens.shape[1]).any()):
+            raise ValueError(f"image tokens per row {per_row.tolist()} do not match the visual tokens "
+                             f"{tuple(visual_tokens.shape[:2])}")
+        image_mask = is_image.unsqueeze(-1).expand_as(embeds)
+        return embeds.masked_scatter(image_mask, visual_tokens[used].to(embeds.dtype))
 
-    def lm_forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits [B, L, V] of the language model on embeddings (positions from the mask)."""
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    def _positions(self, attention_mask: torch.Tensor, position_ids: torch.Tensor | None) -> torch.Tensor:
+        return position_ids if position_ids is not None else (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+    def lm_forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                   position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, V] of the language model on embeddings (positions from the mask unless given)."""
         hidden = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                     position_ids=position_ids).last_hidden_state
-        return self.model.lm_head(hidden)
+                                     position_ids=self._positions(attention_mask, position_ids)).last_hidden_state
+        return self.lm_head(hidden)
 
-    def lm_loss(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def lm_loss(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Mean next-token cross-entropy over positions whose label is not -100."""
-        logits = self.lm_forward(inputs_embeds, attention_mask)
+        logits = self.lm_forward(inputs_embeds, attention_mask, position_ids)
         return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                            ignore_index=-100)
 
+    def _generator(self) -> nn.Module:
+        """The module whose ``generate`` decodes from embeddings."""
+        return self.model
+
     @torch.no_grad()
-    def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> list[str]:
+    def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+                 position_ids: torch.Tensor | None = None) -> list[str]:
         """Greedy decoding from embeddings; returns the stripped decoded answers."""
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model.generate(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+        out = self._generator().generate(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+            position_ids=self._positions(attention_mask, position_ids),
             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
         )

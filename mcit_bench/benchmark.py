@@ -29,7 +29,7 @@ class TaskSpec:
     scorer: str
     scorer_variant: str | None = None
     chance: float | None = None
-    max_new_tokens: int = 16
+    max_new_tokens: int = 16  # greedy decoding budget of the native evaluation (UCIT: 128)
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -38,7 +38,11 @@ class TaskSpec:
 
 @dataclass
 class Benchmark:
-    """A loaded benchmark: tasks in canonical order plus split accessors."""
+    """A loaded benchmark: tasks in canonical order plus split accessors.
+
+    ``template``: the conversation template of the benchmark's native pipeline (UCIT/CoIN: vicuna_v1, as
+    LLaVA-1.5 was evaluated); a LLaVA backbone without its own sidecar template uses it (see templates.py).
+    """
 
     name: str
     tasks: list[TaskSpec]
@@ -46,6 +50,7 @@ class Benchmark:
     test_split: Callable[[str], "datasets.Dataset"]
     pretraining_split: Callable[[], "datasets.Dataset"] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    template: str | None = None
 
     def task(self, name: str) -> TaskSpec:
         for spec in self.tasks:
@@ -61,11 +66,20 @@ class Benchmark:
 # name -> "module:function" returning a Benchmark; imported lazily so listing stays cheap.
 BENCHMARKS: dict[str, str] = {
     "synthetic": "mcit_bench.benchmarks.synthetic:load_synthetic",
+    "ucit": "mcit_bench.benchmarks.ucit:load_ucit",
+    "coin": "mcit_bench.benchmarks.coin:load_coin",
+}
+
+# name -> "module:function" writing the canonical on-disk format (``mcit-bench convert``).
+CONVERTERS: dict[str, str] = {
+    "ucit": "mcit_bench.benchmarks.ucit:convert_ucit",
+    "coin": "mcit_bench.benchmarks.coin:convert_coin",
 }
 
 
 def load_benchmark(name: str, **options: Any) -> Benchmark:
-    """Load a benchmark by registered name (options: sizes, seed, data_root, ...)."""
+    """Load a benchmark by registered name (options: sizes (None = the benchmark's default: all records of a
+    real benchmark), seed, data_root, image_root, strict_counts, ...)."""
     if name not in BENCHMARKS:
         raise UserError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
     module_name, func_name = BENCHMARKS[name].split(":")

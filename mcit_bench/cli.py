@@ -27,7 +27,7 @@ def _add_run(sub: Any) -> None:
                    help="full: every task after every stage (default); lower: skip future tasks (no FWD)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hyper-parameter (repeatable), e.g. --set lr=1e-4")
-    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (GPUs if present), cpu, gpu")
     p.add_argument("--devices", default="1", help="Lightning devices (e.g. 8)")
     p.add_argument("--strategy", default="auto", help="Lightning strategy: ddp, fsdp, deepspeed_stage_2, ...")
     p.add_argument("--precision", default="32-true", help="Lightning precision: 32-true, bf16-mixed, ...")
@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Benchmark harness for Multimodal Continual Instruction Tuning: accuracy, FGT and FWD matrices."))
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    c = sub.add_parser("convert", help="validate a downloaded real benchmark and write the canonical format")
+    c.add_argument("benchmark", help="ucit | coin")
+    c.add_argument("--data-root", required=True, help="folder of the benchmark in its native layout")
+    c.add_argument("--image-root", help="image folder, if apart from --data-root")
+    c.add_argument("--output", required=True, help="folder for benchmark.json and tasks/<task>/*.jsonl")
+    c.add_argument("--no-strict-counts", action="store_true",
+                   help="accept record counts that differ from the release's (a subset)")
     m = sub.add_parser("metrics", help="summary metrics of an accuracy-matrix CSV")
     m.add_argument("matrix", help="CSV with columns stage,<task1>,...; empty cell = not evaluated")
     m.add_argument("--json", action="store_true", help="print the full summary as JSON")
@@ -84,6 +91,21 @@ def _format_summary(summary: dict[str, Any]) -> str:
     return "  ".join(f"{k}={_fmt(summary.get(k))}" for k in keys)
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    import importlib
+
+    from .benchmark import CONVERTERS
+
+    if args.benchmark not in CONVERTERS:
+        raise UserError(f"convert: unknown benchmark {args.benchmark!r}; convertible: {', '.join(sorted(CONVERTERS))}")
+    module_name, func_name = CONVERTERS[args.benchmark].split(":")
+    convert = getattr(importlib.import_module(module_name), func_name)
+    out = convert(args.data_root, args.output, image_root=args.image_root, strict_counts=not args.no_strict_counts)
+    print(f"mcit-bench: wrote {args.benchmark} in the canonical format to {out} "
+          f"(use it with --data-root {out})")
+    return 0
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     from .matrix_io import read_matrix_csv
     from .metrics import summarize
@@ -116,7 +138,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if what in ("all", "orders"):
         from .config import list_orders
 
-        print("orders:\n" + "\n".join(f"  {o}" for o in list_orders()))
+        print("orders (synthetic, ucit):\n" + "\n".join(f"  {o}" for o in list_orders()))
+        print("orders (coin):\n" + "\n".join(f"  {o}" for o in list_orders("coin")))
     if what in ("all", "backbones"):
         from .backbones import BUILTIN_BACKBONES
 
@@ -128,7 +151,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "metrics": cmd_metrics, "list": cmd_list}[args.command](args)
+        return {"run": cmd_run, "convert": cmd_convert, "metrics": cmd_metrics, "list": cmd_list}[args.command](args)
     except UserError as exc:
         print(f"mcit-bench: error: {exc}", file=sys.stderr)
         return exc.exit_code

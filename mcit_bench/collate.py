@@ -2,6 +2,20 @@
 
 Sequences are LEFT-padded in training and in generation alike, so the same code inserts soft prompts
 and the same position ids are used in both (positions come from the attention mask).
+
+Families: the processor does the family-specific work (LLaVA expands ``<image>``; InstructBLIP prepends
+its query tokens; Qwen2-VL's ``Qwen2VLLiteProcessor`` expands ``<|image_pad|>`` by the image grid).
+Optional processor hooks: ``collate_pixels(list) -> Tensor`` (pixel rows of different shapes) and
+``finish_batch(batch)`` (extra keys, e.g. Qwen2-VL's ``image_grid_thw`` and ``mm_token_type_ids``).
+A processor with a ``qformer_tokenizer`` (InstructBLIP) also gets ``qformer_input_ids`` and
+``qformer_attention_mask`` for the instruction-aware Q-Former.
+
+Records without an image (``image`` None, e.g. text-only ScienceQA questions) get a text-only prompt,
+as in the native pipelines, and a blank image in ``pixel_values`` so rows stay aligned; the backbone's
+``embed`` drops the visual tokens of rows that have no image tokens.
+
+Training targets: the answer's tokens are those of ``tokenize(prompt + answer_prefix + target)`` beyond
+``tokenize(prompt)`` (the whole conversation tokenized at once, as LLaVA's preprocessing does), then EOS.
 """
 from __future__ import annotations
 
@@ -11,6 +25,7 @@ import numpy as np
 import torch
 
 IGNORE_INDEX = -100
+BLANK_SIZE = 64  # side of the blank image given to text-only rows (the processor resizes it anyway)
 
 
 class Collator:
@@ -29,28 +44,71 @@ class Collator:
         self.image_token = image_token
 
     def __call__(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        texts = [self.template.prompt(r["prompt"], self.image_token) for r in records]
-        images = [r["image"].convert("RGB") for r in records]
-        encoded = self.processor(images=images, text=texts, return_tensors=None)
+        images = [r["image"].convert("RGB") if r.get("image") is not None else None for r in records]
+        texts = [self.template.prompt(r["prompt"], self.image_token if im is not None else None)
+                 for r, im in zip(records, images)]
+        input_ids, pixels = self._encode(texts, images)
+        answers = self._answers(texts, [r["target"] for r in records]) if self.train else None
         sequences, label_seqs = [], []
-        for ids, record in zip(encoded["input_ids"], records):
-            ids = list(ids)
+        for row, ids in enumerate(input_ids):
             labels = [IGNORE_INDEX] * len(ids)
-            if self.train:
-                answer = self.tokenizer(" " + record["target"], add_special_tokens=False)["input_ids"]
-                answer = answer + [self.tokenizer.eos_token_id]
-                ids, labels = ids + answer, labels + answer
+            if answers is not None:
+                ids, labels = ids + answers[row], labels + answers[row]
             sequences.append(ids)
             label_seqs.append(labels)
         batch = left_pad(sequences, label_seqs, self.tokenizer.pad_token_id)
-        batch["pixel_values"] = torch.from_numpy(np.stack(encoded["pixel_values"]))
+        collate_pixels = getattr(self.processor, "collate_pixels", None)
+        batch["pixel_values"] = collate_pixels(pixels) if collate_pixels else \
+            torch.from_numpy(np.stack([np.asarray(p) for p in pixels]))
         if not self.train:
             del batch["labels"]
+        qformer_tokenizer = getattr(self.processor, "qformer_tokenizer", None)
+        if qformer_tokenizer is not None:
+            q = qformer_tokenizer(texts, padding=True, return_tensors="pt")
+            batch["qformer_input_ids"], batch["qformer_attention_mask"] = q["input_ids"], q["attention_mask"]
+        finish = getattr(self.processor, "finish_batch", None)
+        if finish is not None:
+            finish(batch)
         batch["uids"] = [r.get("uid", "") for r in records]
         batch["instructions"] = [r["prompt"] for r in records]
         if "task_id" in records[0]:
             batch["task_ids"] = torch.tensor([r["task_id"] for r in records])
         return batch
+
+    def _encode(self, texts: list[str], images: list[Any]) -> tuple[list[list[int]], list[Any]]:
+        """Token ids (image tokens expanded) and one pixel entry per row; text-only rows get a blank image."""
+        rows = [i for i, im in enumerate(images) if im is not None]
+        blanks = [i for i, im in enumerate(images) if im is None]
+        ids: list[list[int]] = [[] for _ in texts]
+        pixels: list[Any] = [None] * len(texts)
+        if rows:
+            enc = self.processor(images=[images[i] for i in rows], text=[texts[i] for i in rows], return_tensors=None)
+            for k, i in enumerate(rows):
+                ids[i], pixels[i] = list(enc["input_ids"][k]), enc["pixel_values"][k]
+        if blanks:
+            from PIL import Image
+
+            blank = Image.new("RGB", (BLANK_SIZE, BLANK_SIZE))
+            enc = self.processor(images=[blank] * len(blanks), text=[self.image_token] * len(blanks), return_tensors=None)
+            text_ids = self.tokenizer([texts[i] for i in blanks])["input_ids"]
+            for k, i in enumerate(blanks):
+                ids[i], pixels[i] = list(text_ids[k]), enc["pixel_values"][k]
+        return ids, pixels
+
+    def _answers(self, prompts: list[str], targets: list[str]) -> list[list[int]]:
+        """Answer tokens + EOS per row, as the tail of the whole conversation's tokenization."""
+        prefix = self.template.answer_prefix
+        full = self.tokenizer([p + prefix + t for p, t in zip(prompts, targets)])["input_ids"]
+        head = self.tokenizer(prompts)["input_ids"]
+        out = []
+        for f, h, target in zip(full, head, targets):
+            f, h = list(f), list(h)
+            if f[:len(h)] == h:
+                answer = f[len(h):]
+            else:  # the tokenizer merged across the boundary: tokenize the answer on its own
+                answer = self.tokenizer(prefix + target, add_special_tokens=False)["input_ids"]
+            out.append(list(answer) + [self.tokenizer.eos_token_id])
+        return out
 
 
 def left_pad(sequences: list[list[int]], label_seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:

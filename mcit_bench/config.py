@@ -24,13 +24,19 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "grad_clip": 1.0,
     "eval_batch_size": 100,
     "eval_max_new_tokens": None,  # None: each task's own max_new_tokens
-    "train_size": 600,  # records per task (built-in benchmark)
-    "test_size": 100,
+    # records per task; None = the benchmark's default (synthetic: 600 / 100; real benchmarks: all records)
+    "train_size": None,
+    "test_size": None,
+    # real benchmarks: a record count differing from the release's is an error (false: run on a subset)
+    "strict_counts": True,
+    # conversation template; None = sidecar, else the benchmark's native one, else the family's (templates.py)
+    "template": None,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # Smoke tests: every code path, well under a minute once the backbone is cached.
+    # Smoke tests: every code path, well under a minute once the backbone is cached. On a real benchmark
+    # the sizes pick a deterministic subset of each task (counts are still checked on the full files).
     "quick": {"train_size": 32, "test_size": 8, "steps_per_task": 4, "batch_size": 8, "eval_batch_size": 16},
 }
 
@@ -46,7 +52,7 @@ class RunConfig:
     output: str | None = None
     resume: bool = False
     eval_mode: str = "full"  # full | lower
-    accelerator: str = "cpu"
+    accelerator: str = "auto"  # Lightning picks the GPUs when there are some
     devices: Any = 1
     strategy: str = "auto"  # Lightning strategy: ddp, fsdp, deepspeed_stage_2, ...
     precision: str = "32-true"
@@ -85,6 +91,9 @@ def resolve_hparams(method_defaults: dict[str, Any], preset: str, overrides: dic
                         f"valid keys: {', '.join(sorted(merged))}")
     for key, value in overrides.items():
         default = merged[key]
+        if key in ("train_size", "test_size") and value is not None and \
+                (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise UserError(f"--set {key}={value!r}: expected a positive integer or null (all records)")
         if isinstance(default, bool) and not isinstance(value, bool):
             raise UserError(f"--set {key}={value!r}: expected true/false")
         if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
@@ -93,21 +102,28 @@ def resolve_hparams(method_defaults: dict[str, Any], preset: str, overrides: dic
     return merged
 
 
-def load_order(order: str, task_names: list[str]) -> list[str]:
-    """Task order by number (``task_orders/order<K>.yaml``) or by path to a YAML file.
+def load_order(order: str, task_names: list[str], benchmark: str | None = None) -> list[str]:
+    """Task order by number or by path to a YAML file.
 
-    A YAML order holds ``tasks``: a list of task names or of indices into the canonical order.
+    A YAML order holds ``tasks``: a list of task names or of indices into the canonical order. Number K is
+    ``task_orders/<benchmark>/order<K>.yaml`` when the benchmark has its own orders (CoIN), else the shared
+    ``task_orders/order<K>.yaml`` (the six-task Latin square of synthetic and UCIT); a numbered order must
+    cover every task of the benchmark.
     """
     from importlib.resources import files
 
     path = Path(order)
-    if not path.is_file():
+    numbered = not path.is_file()
+    if numbered:
         if not str(order).isdigit():
             raise UserError(f"unknown order {order!r}: give a number (see `mcit-bench list`) or a YAML file path")
-        path = Path(str(files("mcit_bench.task_orders") / f"order{int(order)}.yaml"))
+        folder = Path(str(files("mcit_bench.task_orders")))
+        own = benchmark is not None and (folder / benchmark).is_dir()
+        folder, where = (folder / benchmark, f"task_orders/{benchmark}/") if own else (folder, "task_orders/")
+        path = folder / f"order{int(order)}.yaml"
         if not path.is_file():
-            raise UserError(f"unknown order {order!r}: no task_orders/order{int(order)}.yaml; "
-                            f"known: {', '.join(list_orders())}")
+            raise UserError(f"unknown order {order!r}: no {where}order{int(order)}.yaml; "
+                            f"known: {', '.join(list_orders(benchmark))}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -125,12 +141,18 @@ def load_order(order: str, task_names: list[str]) -> list[str]:
                             f"or a task name ({', '.join(task_names)})")
     if len(set(names)) != len(names):
         raise UserError(f"{path}: field 'tasks' lists a task twice")
+    if numbered and len(names) != len(task_names):
+        raise UserError(f"{path}: field 'tasks' has {len(names)} tasks but the benchmark has {len(task_names)}; "
+                        f"built-in orders: {', '.join(list_orders(benchmark))}")
     return names
 
 
-def list_orders() -> list[str]:
+def list_orders(benchmark: str | None = None) -> list[str]:
+    """Numbers of the built-in orders (of ``benchmark``'s own folder when it has one)."""
     from importlib.resources import files
 
-    folder = files("mcit_bench.task_orders")
-    return sorted(p.name[len("order"):-len(".yaml")] for p in folder.iterdir()
-                  if p.name.startswith("order") and p.name.endswith(".yaml"))
+    folder = Path(str(files("mcit_bench.task_orders")))
+    if benchmark is not None and (folder / benchmark).is_dir():
+        folder = folder / benchmark
+    return sorted((p.name[len("order"):-len(".yaml")] for p in folder.iterdir()
+                   if p.name.startswith("order") and p.name.endswith(".yaml")), key=lambda k: (len(k), k))

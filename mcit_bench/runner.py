@@ -53,9 +53,14 @@ def plan_run(cfg: RunConfig) -> Plan:
     if cfg.eval_mode not in ("full", "lower"):
         raise UserError(f"--eval {cfg.eval_mode!r}: expected 'full' or 'lower'")
     benchmark = load_benchmark(cfg.benchmark, train_size=hparams["train_size"], test_size=hparams["test_size"],
-                               data_root=cfg.data_root, image_root=cfg.image_root)
-    order = load_order(cfg.order, benchmark.task_names)
+                               data_root=cfg.data_root, image_root=cfg.image_root,
+                               strict_counts=bool(hparams.get("strict_counts", True)))
+    order = load_order(cfg.order, benchmark.task_names, benchmark=benchmark.name)
     check_backbone(cfg.backbone)
+    if hparams.get("template") is not None:
+        from .templates import get_template
+
+        get_template(str(hparams["template"]))
     order_tag = f"order{cfg.order}" if str(cfg.order).isdigit() else f"order-{Path(cfg.order).stem}"
     run_dir = Path(cfg.output) if cfg.output else \
         Path("results") / "runs" / benchmark.name / method_cls.name / f"{order_tag}-seed{cfg.seed}"
@@ -125,7 +130,8 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
     state = RunState(run_dir / STATE_FILE)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     seed_everything(cfg.seed)
-    backbone = load_backbone(cfg.backbone, progress=progress)
+    backbone = load_backbone(cfg.backbone, progress=progress, template=plan.hparams.get("template"),
+                             preferred_template=plan.benchmark.template)
     strategy = plan.method_cls(backbone, plan.hparams)
     tasks = [plan.benchmark.task(name) for name in order]
     collate_train = Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token)
@@ -133,7 +139,7 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
     context = RunContext(plan.benchmark, tasks, cfg.seed, run_dir, collate_train, collate_eval)
     seed_everything(cfg.seed)
     strategy.setup(tasks, context)
-    device = torch.device("cuda" if cfg.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
+    device = torch.device("cuda" if cfg.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu")
     strategy.to(device)
 
     trained = sorted(state.data["trained"])

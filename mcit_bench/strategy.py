@@ -102,15 +102,21 @@ class Strategy(nn.Module):
         return [{"params": self.trainable_parameters(), "lr": lr, "weight_decay": weight_decay}]
 
     def prepare_inputs(self, batch: dict[str, Any], training: bool) -> ModelInputs:
-        """Image features -> projector -> embeddings (override to route, select or insert prompts)."""
-        visual = self.backbone.project(self.backbone.vision_features(batch["pixel_values"]))
+        """Image features -> projector -> embeddings (override to route, select or insert prompts).
+
+        ``extras["position_ids"]``: the backbone family's position ids for this exact sequence (Qwen2-VL's
+        M-RoPE; None for LLaVA/InstructBLIP). Drop them when you change the sequence (soft prompts).
+        """
+        visual = self.backbone.visual_tokens(batch)
         embeds = self.backbone.embed(batch["input_ids"], visual)
-        return ModelInputs(embeds, batch["attention_mask"], batch.get("labels"))
+        return ModelInputs(embeds, batch["attention_mask"], batch.get("labels"),
+                           extras={"position_ids": self.backbone.position_ids(batch)})
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Named losses for one batch; the harness sums all of them before backward."""
         inputs = self.prepare_inputs(batch, training=True)
-        return {"lm": self.backbone.lm_loss(inputs.inputs_embeds, inputs.attention_mask, inputs.labels)}
+        return {"lm": self.backbone.lm_loss(inputs.inputs_embeds, inputs.attention_mask, inputs.labels,
+                                            position_ids=inputs.extras.get("position_ids"))}
 
     def before_optimizer_step(self) -> None:
         """Between backward and the optimiser step (gradient projection goes here)."""
@@ -129,7 +135,8 @@ class Strategy(nn.Module):
     @torch.no_grad()
     def generate(self, batch: dict[str, Any], max_new_tokens: int) -> list[str]:
         inputs = self.prepare_inputs(batch, training=False)
-        return self.backbone.generate(inputs.inputs_embeds, inputs.attention_mask, max_new_tokens)
+        return self.backbone.generate(inputs.inputs_embeds, inputs.attention_mask, max_new_tokens,
+                                      position_ids=inputs.extras.get("position_ids"))
 
     # ------------------------------------------------------------------ reporting
     def trainable_parameter_count(self) -> int:

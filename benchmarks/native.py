@@ -1,0 +1,317 @@
+"""Shared machinery for real benchmarks read from their native release files (UCIT, CoIN).
+
+A loader turns the native files into CANONICAL records (benchmarks.md, "Canonical on-disk format"):
+``{"uid", "native_id", "order", "image", "prompt", "target", "references", "choices", "bbox",
+"image_size", "meta"}`` with ``image`` relative to the image root (None for a text-only record).
+Everything is validated while reading, before any model is loaded; every failure is a one-line
+UserError naming the file (and the record). Images are only checked for existence here and are
+decoded lazily later (``datasets.Image`` on paths), never all held in memory.
+
+The same records can be written to, and read back from, the canonical on-disk format:
+``<out>/benchmark.json`` and ``<out>/tasks/<task>/{task.json, train.jsonl, test.jsonl}``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from mcit_bench.benchmark import Benchmark, TaskSpec
+from mcit_bench.errors import UserError
+
+Record = dict[str, Any]
+CANONICAL_VERSION = 1
+BENCHMARK_FILE = "benchmark.json"
+IMAGE_TOKEN = "<image>"
+
+
+@dataclass
+class NativeData:
+    """What a native reader produces: canonical records per task and split, plus provenance."""
+
+    name: str
+    tasks: list[TaskSpec]
+    records: dict[str, dict[str, list[Record]]]  # task -> {"train": [...], "test": [...]}
+    image_root: Path
+    sources: dict[str, list[Path]] = field(default_factory=dict)  # task -> native files read
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------- files
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from exc
+
+
+def read_json_list(path: Path) -> list[dict[str, Any]]:
+    data = read_json(path)
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise UserError(f"{path}: expected a JSON list of records (objects)")
+    return data
+
+
+def find_dir(parent: Path, aliases: Sequence[str], what: str) -> Path:
+    """The first of ``parent/<alias>`` that is a folder (release names vary)."""
+    for name in aliases:
+        if (parent / name).is_dir():
+            return parent / name
+    raise UserError(f"{parent}: no folder for {what} (looked for {', '.join(aliases)})")
+
+
+def find_file(folder: Path, candidates: Sequence[str], what: str) -> Path:
+    for name in candidates:
+        if (folder / name).is_file():
+            return folder / name
+    raise UserError(f"{folder}: no {what} file (looked for {', '.join(candidates)})")
+
+
+def find_optional(folders: Iterable[Path], name: str) -> Path | None:
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------- checks
+def check_count(n: int, expected: int | None, path: Path, strict: bool, what: str = "records") -> None:
+    """A count differing from the release's is an error unless counts are relaxed (subsets, fixtures)."""
+    if strict and expected is not None and n != expected:
+        raise UserError(f"{path}: {n} {what}, the release has {expected} (a partial download? pass "
+                        f"--set strict_counts=false to run on a subset)")
+
+
+def check_unique(values: Sequence[Any], path: Path, what: str) -> None:
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise UserError(f"{path}: duplicate {what} {value!r}")
+        seen.add(value)
+
+
+def native_id(record: dict[str, Any], keys: Sequence[str], path: Path, index: int) -> str:
+    for key in keys:
+        if key in record and record[key] is not None:
+            return str(record[key])
+    raise UserError(f"{path}: record {index} has no {' or '.join(repr(k) for k in keys)} field")
+
+
+def conversation_pair(record: dict[str, Any], path: Path, index: int) -> tuple[str, str, int]:
+    """(instruction, answer, n_extra_turns) of a LLaVA conversation record.
+
+    The image token is removed and the instruction stripped, as LLaVA's preprocessing does before it puts
+    ``<image>\\n`` in front (the template places the image token here).
+    """
+    turns = record.get("conversations")
+    if not isinstance(turns, list) or len(turns) < 2:
+        raise UserError(f"{path}: record {index} needs 'conversations' with a human and a gpt turn")
+    human, gpt = turns[0], turns[1]
+    if not (isinstance(human, dict) and isinstance(gpt, dict) and human.get("from") == "human"
+            and gpt.get("from") == "gpt" and isinstance(human.get("value"), str) and isinstance(gpt.get("value"), str)):
+        raise UserError(f"{path}: record {index} 'conversations' must start with a human then a gpt turn (strings)")
+    return human["value"].replace(IMAGE_TOKEN, "").strip(), gpt["value"], (len(turns) - 2) // 2
+
+
+def warn_extra_turns(name: str, extra_turns: dict[str, int]) -> None:
+    """Multi-turn conversations keep their first exchange; say so rather than drop turns silently."""
+    import warnings
+
+    dropped = {task: n for task, n in extra_turns.items() if n}
+    if dropped:
+        warnings.warn(f"{name}: later turns of multi-turn training conversations are not trained (first exchange "
+                      f"only): {', '.join(f'{t}: {n}' for t, n in dropped.items())}", stacklevel=2)
+
+
+def require_keys(record: dict[str, Any], keys: Sequence[str], path: Path, index: int) -> None:
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise UserError(f"{path}: record {index} lacks field(s) {', '.join(missing)} (has {', '.join(sorted(record))})")
+
+
+class ImageIndex:
+    """Resolves record image paths under the image root, accepting folder-name aliases for the first path
+    component (CLEVR vs CLEVR-Math, ...), and fails on a missing image (existence only; nothing decoded)."""
+
+    def __init__(self, root: Path, alias_groups: Sequence[Sequence[str]] = ()) -> None:
+        self.root = root
+        self.alias = {name: [a for a in group if a != name] for group in alias_groups for name in group}
+        self._seen: dict[str, str | None] = {}
+
+    def resolve(self, relative: str, path: Path, index: int) -> str:
+        """The path relative to the root where the image exists (possibly with an aliased first folder)."""
+        if relative in self._seen:
+            found = self._seen[relative]
+        else:
+            found = self._find(relative)
+            self._seen[relative] = found
+        if found is None:
+            raise UserError(f"{path}: record {index}: image {relative!r} not found under {self.root}")
+        return found
+
+    def _find(self, relative: str) -> str | None:
+        if os.path.isfile(self.root / relative):
+            return relative
+        head, _, rest = relative.replace("\\", "/").partition("/")
+        for other in self.alias.get(head, []):
+            if rest and os.path.isfile(self.root / other / rest):
+                return f"{other}/{rest}"
+        return None
+
+
+def record(uid: str, native: str, order: int, image: str | None, prompt: str, target: str,
+           references: list[str] | None = None, choices: list[str] | None = None, bbox: list[float] | None = None,
+           image_size: list[int] | None = None, meta: dict[str, Any] | None = None) -> Record:
+    return {"uid": uid, "native_id": native, "order": order, "image": image, "prompt": prompt, "target": target,
+            "references": references or [], "choices": choices or [], "bbox": bbox or [],
+            "image_size": image_size or [], "meta": meta or {}}
+
+
+# --------------------------------------------------------------------------------------- serving
+def subsample(records: list[Record], n: int | None, key: str) -> list[Record]:
+    """All records (``n`` None), or ``n`` of them chosen deterministically by ``key``, in native order."""
+    if n is None or n >= len(records):
+        return records
+    if not isinstance(n, int) or n <= 0:
+        raise UserError(f"train_size/test_size must be a positive integer or null (all), got {n!r}")
+    seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    keep = sorted(random.Random(seed).sample(range(len(records)), n))
+    return [records[i] for i in keep]
+
+
+COLUMNS = ("uid", "native_id", "image", "prompt", "target", "references", "choices", "bbox", "image_size")
+
+
+def to_dataset(records: list[Record], image_root: Path):
+    """A ``datasets.Dataset`` whose ``image`` column holds file paths, decoded only when a row is read."""
+    import datasets
+
+    columns: dict[str, list[Any]] = {key: [] for key in COLUMNS}
+    for r in records:
+        for key in COLUMNS:
+            value = r[key]
+            if key == "image" and value is not None:
+                value = str(image_root / value)
+            columns[key].append(value)
+    features = datasets.Features({
+        "uid": datasets.Value("string"), "native_id": datasets.Value("string"), "image": datasets.Image(),
+        "prompt": datasets.Value("string"), "target": datasets.Value("string"),
+        "references": datasets.List(datasets.Value("string")), "choices": datasets.List(datasets.Value("string")),
+        "bbox": datasets.List(datasets.Value("float64")), "image_size": datasets.List(datasets.Value("int64")),
+    })
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+def make_benchmark(data: NativeData, train_size: int | None, test_size: int | None, template: str) -> Benchmark:
+    """Serve validated records as a Benchmark; splits are subsampled and turned into datasets on first use."""
+    cache: dict[tuple[str, str], Any] = {}
+
+    def split(name: str) -> Callable[[str], Any]:
+        size = train_size if name == "train" else test_size
+
+        def get(task: str) -> Any:
+            if (task, name) not in cache:
+                if task not in data.records:
+                    raise UserError(f"benchmark {data.name!r} has no task {task!r}")
+                chosen = subsample(data.records[task][name], size, f"{data.name}/{task}/{name}")
+                cache[(task, name)] = to_dataset(chosen, data.image_root)
+            return cache[(task, name)]
+        return get
+
+    counts = {t: {s: len(v) for s, v in splits.items()} for t, splits in data.records.items()}
+    info = {"train_size": train_size, "test_size": test_size, "image_root": str(data.image_root),
+            "native_counts": counts, **data.info}
+    return Benchmark(name=data.name, tasks=list(data.tasks), train_split=split("train"), test_split=split("test"),
+                     info=info, template=template)
+
+
+# --------------------------------------------------------------------------------------- canonical format
+def write_canonical(data: NativeData, out: Path, data_root: Path, template: str) -> Path:
+    """Write ``benchmark.json`` and ``tasks/<task>/{task.json,train.jsonl,test.jsonl}`` (atomically per file)."""
+    from mcit_bench.atomic import atomic_write_bytes, atomic_write_json
+
+    sources = []
+    for task, paths in data.sources.items():
+        for p in paths:
+            try:
+                shown = str(p.relative_to(data_root))
+            except ValueError:
+                shown = str(p)
+            sources.append({"task": task, "path": shown, "sha256": sha256_file(p)})
+    for spec in data.tasks:
+        folder = out / "tasks" / spec.name
+        counts = {}
+        for split_name in ("train", "test"):
+            rows = data.records[spec.name][split_name]
+            counts[split_name] = len(rows)
+            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            atomic_write_bytes(folder / f"{split_name}.jsonl", lines.encode("utf-8"))
+        atomic_write_json(folder / "task.json", {**spec.to_dict(), "counts": counts,
+                                                 "sources": [s for s in sources if s["task"] == spec.name]})
+    atomic_write_json(out / BENCHMARK_FILE, {
+        "name": data.name, "version": CANONICAL_VERSION, "image_root": str(data.image_root.resolve()),
+        "template": template, "tasks": [t.name for t in data.tasks], "sources": sources, "info": data.info,
+    })
+    return out
+
+
+def is_canonical(root: Path) -> bool:
+    return (root / BENCHMARK_FILE).is_file()
+
+
+def read_canonical(root: Path, name: str, image_root: Path | None) -> NativeData:
+    """Records written by ``write_canonical``, re-validated (uids unique, counts, images present)."""
+    meta = read_json(root / BENCHMARK_FILE)
+    if not isinstance(meta, dict) or meta.get("name") != name:
+        raise UserError(f"{root / BENCHMARK_FILE}: field 'name' is {meta.get('name') if isinstance(meta, dict) else None!r}, "
+                        f"expected {name!r}")
+    if meta.get("version") != CANONICAL_VERSION:
+        raise UserError(f"{root / BENCHMARK_FILE}: field 'version' is {meta.get('version')!r}, expected {CANONICAL_VERSION}")
+    images = ImageIndex(image_root or Path(meta["image_root"]))
+    tasks, records = [], {}
+    for task_name in meta["tasks"]:
+        folder = root / "tasks" / task_name
+        spec_data = read_json(folder / "task.json")
+        counts = spec_data.pop("counts", {})
+        spec_data.pop("sources", None)
+        tasks.append(TaskSpec(**spec_data))
+        records[task_name] = {}
+        uids: list[str] = []
+        for split_name in ("train", "test"):
+            path = folder / f"{split_name}.jsonl"
+            if not path.is_file():
+                raise UserError(f"{path}: file not found")
+            rows = []
+            with open(path, encoding="utf-8") as handle:
+                for index, line in enumerate(handle):
+                    try:
+                        row = json.loads(line)
+                    except ValueError as exc:
+                        raise UserError(f"{path}: line {index + 1} is not valid JSON") from exc
+                    require_keys(row, ("uid", "image", "prompt", "target"), path, index)
+                    if row["image"] is not None:
+                        row["image"] = images.resolve(row["image"], path, index)
+                    rows.append(record(str(row["uid"]), str(row.get("native_id", "")), row.get("order", index),
+                                       row["image"], row["prompt"], row["target"], row.get("references"),
+                                       row.get("choices"), row.get("bbox"), row.get("image_size"), row.get("meta")))
+            if split_name in counts and len(rows) != counts[split_name]:
+                raise UserError(f"{path}: {len(rows)} records, task.json says {counts[split_name]}")
+            uids += [r["uid"] for r in rows]
+            records[task_name][split_name] = rows
+        check_unique(uids, folder, "uid")
+    return NativeData(name, tasks, records, images.root, info=dict(meta.get("info", {})))

@@ -1,0 +1,136 @@
+"""CoIN from its native release layouts: the extra ground-truth files, text-only ScienceQA questions, the
+scorers' fields, validation failures, conversion, CoIN's own task order, and a quick continual run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mcit_bench.benchmark import load_benchmark
+from mcit_bench.cli import main
+from mcit_bench.config import load_order
+from mcit_bench.errors import UserError
+
+from conftest import MICRO
+from native_fixtures import COIN_TASKS, coin_task_dir, make_coin
+
+
+@pytest.fixture()
+def coin(tmp_path: Path) -> Path:
+    root, _ = make_coin(tmp_path / "CoIN", "checkout")
+    return root
+
+
+def _load(root: Path, **options):
+    return load_benchmark("coin", data_root=str(root), **options)
+
+
+@pytest.mark.parametrize("layout", ["checkout", "instructions"])
+def test_native_layouts_and_ground_truth(tmp_path: Path, layout: str) -> None:
+    root, images = make_coin(tmp_path / "CoIN", layout)
+    bench = _load(root, image_root=str(images) if layout == "instructions" else None)  # strict counts hold here
+    assert bench.task_names == list(COIN_TASKS) and bench.template == "vicuna_v1"
+    assert {t.name: (t.scorer, t.scorer_variant) for t in bench.tasks} == {
+        "ScienceQA": ("scienceqa", "coin"), "TextVQA": ("vqa_soft", "textvqa"),
+        "ImageNet": ("imagenet_substring", "coin"), "GQA": ("gqa", "coin"), "VizWiz": ("vqa_exact", "coin"),
+        "Grounding": ("grounding_iou", "coin_compat"), "VQAv2": ("vqa_exact", "coin"), "OCR-VQA": ("ocrvqa", "coin")}
+    sqa = bench.test_split("ScienceQA").to_list()
+    assert [r["target"] for r in sqa] == ["A", "B", "A"]  # problems.json answer index -> letter
+    assert sqa[1]["choices"] == ["red", "blue", "green"] and sqa[1]["image"] is None  # text-only question
+    assert bench.train_split("ScienceQA")[1]["image"] is None
+    textvqa = bench.test_split("TextVQA")[0]
+    assert len(textvqa["references"]) == 10 and textvqa["references"].count("answer 0") == 7
+    assert [r["target"] for r in bench.test_split("GQA").remove_columns("image").to_list()] == \
+        [f"gqa answer {i}" for i in range(3)]
+    box = bench.test_split("Grounding")[1]
+    assert box["bbox"] == pytest.approx([0.11, 0.2, 0.5, 0.61]) and box["image_size"] == [21, 16]
+    assert bench.test_split("OCR-VQA")[0]["uid"] == "coin/OCR-VQA/test/800"
+
+
+def test_scorers_read_the_served_fields(coin: Path) -> None:
+    from mcit_bench.scorers import get_scorer
+
+    bench = _load(coin)
+
+    def score(task: str, preds: list[str]) -> float:
+        spec = bench.task(task)
+        records = bench.test_split(task).remove_columns("image").to_list()
+        return get_scorer(spec.scorer, spec.scorer_variant).score(preds, records).score
+
+    assert score("ScienceQA", ["A", "The answer is B.", "C"]) == pytest.approx(200 / 3)
+    assert score("TextVQA", ["answer 0", "other", "nothing"]) == pytest.approx(100 * (1 + 0.9) / 3)
+    assert score("Grounding", ["[0.10, 0.2, 0.5, 0.600]", "[0.11, 0.2, 0.5, 0.610]", "no box"]) == pytest.approx(200 / 3)
+    assert score("GQA", ["gqa answer 0.", "GQA answer 1", "x"]) == pytest.approx(200 / 3)
+
+
+def test_coin_has_its_own_order_and_refuses_the_six_task_ones(coin: Path) -> None:
+    names = _load(coin).task_names
+    assert load_order("1", names, "coin") == list(COIN_TASKS)
+    with pytest.raises(UserError, match=r"no task_orders/coin/order2\.yaml; known: 1"):
+        load_order("2", names, "coin")
+
+
+def _set_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("breakage,message", [
+    (lambda r: (r / "cl_dataset" / "ScienceQA" / "problems.json").unlink(),
+     r"CoIN ScienceQA: ground-truth file problems\.json not found"),
+    (lambda r: _set_json(r / "cl_dataset" / "ScienceQA" / "pid_splits.json", lambda d: d["test"].append("99")),
+     r"ScienceQA/test\.json: 3 questions, but .*pid_splits\.json lists 4 test problems"),
+    (lambda r: _set_json(r / "cl_dataset" / "TextVQA" / "TextVQA_0.5.1_val.json", lambda d: d["data"].pop()),
+     r"TextVQA_0\.5\.1_val\.json: no question_id 202 \(test record 2 of .*TextVQA/val\.json\)"),
+    (lambda r: _set_json(r / "cl_dataset" / "GQA" / "testdev_balanced_questions.json", lambda d: d.pop("401")),
+     r"testdev_balanced_questions\.json: no question '401'"),
+    (lambda r: _set_json(coin_task_dir(r, "VQAv2") / "val.json", lambda d: d[1].update(question_id=700)),
+     r"VQAv2/val\.json: duplicate question_id '700'"),
+    (lambda r: (r / "cl_dataset" / "OCR-VQA" / "test" / "2.jpg").unlink(),
+     r"OCRVQA/test\.json: record 2: image 'OCR-VQA/test/2\.jpg' not found"),
+    (lambda r: _set_json(coin_task_dir(r, "Grounding") / "test.json", lambda d: d[0].update(answer_bbox="[0.1, 0.2]")),
+     r"Grounding/test\.json: record 0: 'answer_bbox' '\[0\.1, 0\.2\]' is not \[x1, y1, x2, y2\]"),
+    (lambda r: _set_json(coin_task_dir(r, "ImageNet") / "train.json", lambda d: d[0].pop("image")),
+     r"ImageNet/train\.json: record 0 has no 'image'"),
+    (lambda r: (coin_task_dir(r, "VizWiz") / "val.json").unlink(),
+     r"VizWiz: no test file \(looked for val\.json, test\.json\)"),
+])
+def test_validation_failures_name_the_file(coin: Path, breakage, message: str) -> None:
+    breakage(coin)
+    with pytest.raises(UserError, match=message) as info:
+        _load(coin)
+    assert "\n" not in str(info.value)
+
+
+def test_scienceqa_subset_needs_relaxed_counts(coin: Path) -> None:
+    _set_json(coin_task_dir(coin, "ScienceQA") / "test.json", lambda d: d.pop())
+    with pytest.raises(UserError, match="strict_counts=false"):
+        _load(coin)
+    assert len(_load(coin, strict_counts=False).test_split("ScienceQA")) == 2
+
+
+def test_convert_and_read_back(coin: Path, tmp_path: Path) -> None:
+    out = tmp_path / "canonical"
+    assert main(["convert", "coin", "--data-root", str(coin), "--output", str(out)]) == 0
+    meta = json.loads((out / "benchmark.json").read_text())
+    assert meta["tasks"] == list(COIN_TASKS)
+    assert any(s["path"].endswith("ScienceQA/problems.json") for s in meta["sources"])
+    native, canonical = _load(coin), _load(out)
+    for task in COIN_TASKS:
+        assert native.test_split(task).remove_columns("image").to_list() == \
+            canonical.test_split(task).remove_columns("image").to_list()
+    assert canonical.test_split("ScienceQA")[1]["image"] is None
+
+
+def test_quick_run_with_text_only_questions(coin: Path, tmp_path: Path, micro_backbone: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["run", "--method", "lora-ft", "--order", "1", "--benchmark", "coin", "--data-root", str(coin),
+                 "--backbone", MICRO, "--preset", "quick", "--output", str(out), "--quiet", "--logger", "none",
+                 "--set", "eval_max_new_tokens=2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["tasks"] == list(COIN_TASKS)
+    assert summary["scorers"]["Grounding"]["variant"] == "coin_compat"
+    preds = (out / "predictions" / "stage8" / "ScienceQA.jsonl").read_text().splitlines()
+    assert [json.loads(p)["uid"] for p in preds] == [f"coin/ScienceQA/test/{10 + i}" for i in range(3)]
