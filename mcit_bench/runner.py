@@ -43,6 +43,12 @@ class Plan:
     run_dir: Path
 
 
+def default_run_dir(root: Path, benchmark: str, method: str, order: str, seed: int) -> Path:
+    """``<root>/<benchmark>/<method>/order<K>-seed<S>`` (``order-<stem>`` for an order YAML file)."""
+    order_tag = f"order{order}" if str(order).isdigit() else f"order-{Path(str(order)).stem}"
+    return Path(root) / benchmark / method / f"{order_tag}-seed{seed}"
+
+
 def plan_run(cfg: RunConfig) -> Plan:
     """Validate the configuration (method, hyper-parameters, benchmark, order, backbone, run folder)."""
     from .backbones import check_backbone
@@ -55,9 +61,8 @@ def plan_run(cfg: RunConfig) -> Plan:
                                data_root=cfg.data_root, image_root=cfg.image_root)
     order = load_order(cfg.order, benchmark.task_names)
     check_backbone(cfg.backbone)
-    order_tag = f"order{cfg.order}" if str(cfg.order).isdigit() else f"order-{Path(cfg.order).stem}"
     run_dir = Path(cfg.output) if cfg.output else \
-        Path("results") / "runs" / benchmark.name / method_cls.name / f"{order_tag}-seed{cfg.seed}"
+        default_run_dir(Path("results") / "runs", benchmark.name, method_cls.name, cfg.order, cfg.seed)
     cfg.hparams = hparams
     state_path = run_dir / STATE_FILE
     if state_path.exists():
