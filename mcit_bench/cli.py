@@ -130,7 +130,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(describe_plan(items)))
         return 0
-    result = run_sweep(items, progress=args.verbose, echo=lambda line: print(line, flush=True))
+    try:
+        result = run_sweep(items, progress=args.verbose, echo=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        return 130  # run_sweep already said how to resume
     print(f"sweep: {len(result.done)} run, {len(result.skipped)} already complete (skipped), "
           f"{len(result.failed)} failed; wall time {time.time() - started:.1f} s")
     for item, message in result.failed:

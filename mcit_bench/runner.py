@@ -123,7 +123,7 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**{k: v for k, v in cfg.to_dict().items() if k not in ("resume",)}, "tasks": order,
                 "method": plan.method_cls.name}
-    if not (run_dir / "config.yaml").exists():
+    if not (run_dir / STATE_FILE).exists():  # a fresh run (or one that failed before its first cell): its config
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     state = RunState(run_dir / STATE_FILE)
     torch.set_num_threads(max(1, torch.get_num_threads()))
