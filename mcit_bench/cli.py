@@ -1,4 +1,4 @@
-"""Command line: ``mcit-bench run | metrics | list``.
+"""Command line: ``mcit-bench run | sweep | leaderboard | metrics | list``.
 
 Imports are lazy: ``mcit-bench --help`` and argument errors never import torch.
 Bad input exits with code 2 and a one-line message, before anything is written.
@@ -37,6 +37,41 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def _add_sweep(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="run every (method, order, seed) combination; skips finished runs, resumes the rest")
+    p.add_argument("--methods", default="all", help="'all' (every registered method) or a list: lora-ft,fwd-prompt")
+    p.add_argument("--orders", default="all", help="'all' (task_orders/order*.yaml) or a list: 1,3 (YAML paths allowed)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--benchmark", default="synthetic")
+    p.add_argument("--backbone", default="tiny-llava")
+    p.add_argument("--preset", default="default", help="default | quick")
+    p.add_argument("--root", default="results/runs",
+                   help="runs go to ROOT/<benchmark>/<method>/order<K>-seed<S> (default results/runs)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hyper-parameter for every selected method that has KEY (repeatable)")
+    p.add_argument("--eval", dest="eval_mode", default="full", choices=["full", "lower"])
+    p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--devices", default="1")
+    p.add_argument("--strategy", default="auto")
+    p.add_argument("--precision", default="32-true")
+    p.add_argument("--logger", default="csv")
+    p.add_argument("--dry-run", action="store_true", help="validate and list what would run, run nothing")
+    p.add_argument("--verbose", action="store_true", help="also print each run's own progress (stages, bars)")
+
+
+def _add_leaderboard(sub: Any) -> None:
+    p = sub.add_parser("leaderboard", help="one row per method: mean ± std over orders and seeds of complete runs")
+    p.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched recursively for run folders (summary.json)")
+    p.add_argument("--format", default="md", choices=["md", "latex", "csv"])
+    p.add_argument("--metrics", default="avg,last,mft,bwt,fgt,fwd",
+                   help="summary metrics (and named variants, e.g. fgt.max_all_rows), comma-separated")
+    p.add_argument("--output", help="write the table here (default: print)")
+    p.add_argument("--plots", metavar="DIR", help="also write PNG plots here (needs the 'plots' extra: matplotlib)")
+    p.add_argument("--paper", metavar="FILE.yaml", help="paper-reported numbers, shown in a separate block")
+    p.add_argument("--reference", default="zero-shot,joint",
+                   help="reference rows (bounds), shown but never marked best (default zero-shot,joint)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcit-bench", description=(
         "Benchmark harness for Multimodal Continual Instruction Tuning: accuracy, FGT and FWD matrices."))
@@ -49,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", required=True, help="folder for benchmark.json and tasks/<task>/*.jsonl")
     c.add_argument("--no-strict-counts", action="store_true",
                    help="accept record counts that differ from the release's (a subset)")
+    _add_sweep(sub)
+    _add_leaderboard(sub)
     m = sub.add_parser("metrics", help="summary metrics of an accuracy-matrix CSV")
     m.add_argument("matrix", help="CSV with columns stage,<task1>,...; empty cell = not evaluated")
     m.add_argument("--json", action="store_true", help="print the full summary as JSON")
@@ -79,6 +116,55 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{' -> '.join(plan.order)}\n  run folder: {plan.run_dir}", flush=True)
     summary = execute(plan, progress=not args.quiet)
     print(_format_summary(summary))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import time
+
+    from .config import parse_set
+    from .loggers import check_logger
+    from .sweep import SweepSpec, describe_plan, plan_sweep, run_sweep
+
+    check_logger(args.logger)
+    options = dict(benchmark=args.benchmark, backbone=args.backbone, preset=args.preset, eval_mode=args.eval_mode,
+                   accelerator=args.accelerator, devices=_devices(args.devices), strategy=args.strategy,
+                   precision=args.precision, logger=args.logger)
+    spec = SweepSpec(methods=args.methods, orders=args.orders, seeds=args.seeds, root=args.root,
+                     overrides=parse_set(args.overrides), run_options=options)
+    started = time.time()
+    items = plan_sweep(spec)  # every name and every run folder validated before anything runs
+    if args.dry_run:
+        print("\n".join(describe_plan(items)))
+        return 0
+    try:
+        result = run_sweep(items, progress=args.verbose, echo=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        return 130  # run_sweep already said how to resume
+    print(f"sweep: {len(result.done)} run, {len(result.skipped)} already complete (skipped), "
+          f"{len(result.failed)} failed; wall time {time.time() - started:.1f} s")
+    for item, message in result.failed:
+        print(f"  failed: {item.method} order {item.order} seed {item.seed}: {message}")
+    return 1 if result.failed else 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard import build_leaderboard, render, write_output
+
+    board = build_leaderboard(args.runs_dir, metrics=args.metrics.split(","), reference=args.reference.split(","),
+                              paper_file=args.paper)
+    plots: list = []
+    if args.plots:
+        from .plots import write_plots
+
+        plots = write_plots(board, args.plots)
+    text = render(board, args.format, plots=plots, output=args.output)
+    if args.output:
+        write_output(args.output, text)
+        print(f"leaderboard: {board.n_runs} complete runs, {len(board.groups)} setting(s) -> {args.output}"
+              + (f"; {len(plots)} plots in {args.plots}" if plots else ""))
+    else:
+        print(text, end="")
     return 0
 
 
@@ -151,7 +237,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "convert": cmd_convert, "metrics": cmd_metrics, "list": cmd_list}[args.command](args)
+        commands = {"run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "convert": cmd_convert,
+                    "metrics": cmd_metrics, "list": cmd_list}
+        return commands[args.command](args)
     except UserError as exc:
         print(f"mcit-bench: error: {exc}", file=sys.stderr)
         return exc.exit_code

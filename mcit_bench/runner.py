@@ -43,6 +43,12 @@ class Plan:
     run_dir: Path
 
 
+def default_run_dir(root: Path, benchmark: str, method: str, order: str, seed: int) -> Path:
+    """``<root>/<benchmark>/<method>/order<K>-seed<S>`` (``order-<stem>`` for an order YAML file)."""
+    order_tag = f"order{order}" if str(order).isdigit() else f"order-{Path(str(order)).stem}"
+    return Path(root) / benchmark / method / f"{order_tag}-seed{seed}"
+
+
 def plan_run(cfg: RunConfig) -> Plan:
     """Validate the configuration (method, hyper-parameters, benchmark, order, backbone, run folder)."""
     from .backbones import check_backbone
@@ -61,9 +67,8 @@ def plan_run(cfg: RunConfig) -> Plan:
         from .templates import get_template
 
         get_template(str(hparams["template"]))
-    order_tag = f"order{cfg.order}" if str(cfg.order).isdigit() else f"order-{Path(cfg.order).stem}"
     run_dir = Path(cfg.output) if cfg.output else \
-        Path("results") / "runs" / benchmark.name / method_cls.name / f"{order_tag}-seed{cfg.seed}"
+        default_run_dir(Path("results") / "runs", benchmark.name, method_cls.name, cfg.order, cfg.seed)
     cfg.hparams = hparams
     state_path = run_dir / STATE_FILE
     if state_path.exists():
@@ -125,7 +130,7 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**{k: v for k, v in cfg.to_dict().items() if k not in ("resume",)}, "tasks": order,
                 "method": plan.method_cls.name}
-    if not (run_dir / "config.yaml").exists():
+    if not (run_dir / STATE_FILE).exists():  # a fresh run (or one that failed before its first cell): its config
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     state = RunState(run_dir / STATE_FILE)
     torch.set_num_threads(max(1, torch.get_num_threads()))
