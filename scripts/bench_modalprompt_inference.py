@@ -40,7 +40,7 @@ def build_strategy(backbone: str, run: str | None, tasks: int, overrides: dict[s
         config = yaml.safe_load((Path(run) / "config.yaml").read_text())
         hp, backbone, order = config["hparams"], config["backbone"], str(config["order"])
     hp.update(overrides)
-    bench = load_benchmark("synthetic", train_size=8, test_size=int(hp["test_size"]))
+    bench = load_benchmark("synthetic", train_size=8, test_size=hp["test_size"])  # None = the benchmark default
     names = load_order(order, bench.task_names)
     specs = [bench.task(n) for n in names]
     strategy = cls(load_backbone(backbone, progress=False), hp)

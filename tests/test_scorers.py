@@ -18,7 +18,7 @@ EXPECTED = {
     "exact_match": ["ucit"],
     "choice_letter": ["strict", "regex"],
     "number": ["first_int"],
-    "caption": ["auto", "coco", "python"],
+    "caption": ["auto", "coco", "python", "synthetic"],
     "scienceqa": ["coin", "regex"],
     "vqa_soft": ["textvqa"],
     "imagenet_substring": ["coin"],

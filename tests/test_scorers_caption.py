@@ -127,3 +127,22 @@ def test_caption_coco_variant_without_java_is_user_error(monkeypatch):
 def test_caption_needs_references():
     with pytest.raises(UserError, match="references"):
         get_scorer("caption", "python").score(["a"], [rec("a")])
+
+
+def test_synthetic_variant_is_bounded_mean_of_six_metrics():
+    """caption/synthetic = mean(BLEU-1..4, ROUGE-L, CIDEr-D/10) x 100, always within 0-100."""
+    from mcit_bench.scorers import get_scorer
+
+    refs = [["a red circle above a blue square", "a blue square below a red circle"],
+            ["a green cross to the left of a yellow triangle", "a yellow triangle to the right of a green cross"],
+            ["a purple circle above a red cross", "a red cross below a purple circle"]]
+    records = [{"uid": str(i), "target": r[0], "references": r, "choices": []} for i, r in enumerate(refs)]
+    scorer = get_scorer("caption", "synthetic")
+    perfect = scorer.score([r[0] for r in refs], records)
+    d = perfect.details
+    expected = (d["bleu_1"] + d["bleu_2"] + d["bleu_3"] + d["bleu_4"] + d["rouge_l"] + d["cider"] / 10) / 6
+    assert abs(perfect.score - expected) < 1e-9
+    assert d["bleu_4"] == pytest.approx(100.0) and d["rouge_l"] == pytest.approx(100.0)
+    assert 0 < d["cider"] / 10 <= 100 and perfect.score <= 100
+    wrong = scorer.score(["a blue square", "a red circle", "nothing"], records)
+    assert wrong.score < perfect.score
