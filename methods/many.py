@@ -35,7 +35,7 @@ Reconstructed choices (knobs):
       differ by layer); ``absolute``: gamma = lpm_gamma.
   ``lpm_gram`` (``mean``): G_t divided by its number of tokens, so every task weighs the same whatever
       its sample and sequence lengths; ``sum``: the literal objective (tasks weigh by token count).
-  ``cpm_tau`` (0.05): routing temperature; ``projector_init`` (``base``): theta_t starts from the
+  ``cpm_tau`` (0.01): routing temperature; ``projector_init`` (``base``): theta_t starts from the
       pre-trained projector (``previous``: from theta_{t-1}).
   ``stat_samples`` / ``stat_batch_size``: the sample of task t's training records used for statistics.
   During training of task t the model uses its own projector theta_t (no routing) and its own LoRA.
@@ -125,8 +125,8 @@ def _key(name: str) -> str:
 
 @register_method("many", "m-any", "merge-anything")
 class MAny(Strategy):
-    defaults = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lora_targets": DEFAULT_TARGETS,
-                "merge": "both", "cpm_tau": 0.05, "projector_init": "base",
+    defaults = {"lr": 2e-3, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lora_targets": DEFAULT_TARGETS,
+                "merge": "both", "cpm_tau": 0.01, "projector_init": "base",
                 "lpm_gamma": 1e-2, "lpm_gamma_mode": "relative", "lpm_gram": "mean", "lpm_train_on": "merged",
                 "stat_samples": 256, "stat_batch_size": 16}
 
