@@ -43,6 +43,8 @@ def _add_sweep(sub: Any) -> None:
     p.add_argument("--orders", default="all", help="'all' (task_orders/order*.yaml) or a list: 1,3 (YAML paths allowed)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--benchmark", default="synthetic")
+    p.add_argument("--data-root", help="folder of a real benchmark in its native layout (ucit, coin)")
+    p.add_argument("--image-root", help="image folder, if apart from --data-root")
     p.add_argument("--backbone", default="tiny-llava")
     p.add_argument("--preset", default="default", help="default | quick")
     p.add_argument("--root", default="results/runs",
@@ -129,7 +131,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     check_logger(args.logger)
     options = dict(benchmark=args.benchmark, backbone=args.backbone, preset=args.preset, eval_mode=args.eval_mode,
                    accelerator=args.accelerator, devices=_devices(args.devices), strategy=args.strategy,
-                   precision=args.precision, logger=args.logger)
+                   precision=args.precision, logger=args.logger, data_root=args.data_root, image_root=args.image_root)
     spec = SweepSpec(methods=args.methods, orders=args.orders, seeds=args.seeds, root=args.root,
                      overrides=parse_set(args.overrides), run_options=options)
     started = time.time()

@@ -84,11 +84,11 @@ def select_methods(raw: str) -> list[str]:
     return names
 
 
-def select_orders(raw: str) -> list[str]:
-    """Order numbers (``all`` = every task_orders/order<K>.yaml) or order YAML paths."""
+def select_orders(raw: str, benchmark: str | None = None) -> list[str]:
+    """Order numbers (``all`` = every built-in order of the benchmark) or order YAML paths."""
     from .config import list_orders
 
-    known = list_orders()
+    known = list_orders(benchmark)
     if str(raw).strip().lower() == "all":
         return sorted(known, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
     orders: list[str] = []
@@ -161,9 +161,9 @@ def plan_sweep(spec: SweepSpec) -> list[SweepItem]:
     from .runner import default_run_dir, plan_run
 
     methods = select_methods(spec.methods)
-    orders = select_orders(spec.orders)
-    seeds = parse_seeds(spec.seeds)
     options = dict(spec.run_options)
+    orders = select_orders(spec.orders, options.get("benchmark"))
+    seeds = parse_seeds(spec.seeds)
     per_method = split_overrides(methods, spec.overrides, options.get("preset", "default"))
     benchmark = options.get("benchmark", "synthetic")
     items: list[SweepItem] = []

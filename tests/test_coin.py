@@ -134,3 +134,11 @@ def test_quick_run_with_text_only_questions(coin: Path, tmp_path: Path, micro_ba
     assert summary["scorers"]["Grounding"]["variant"] == "coin_compat"
     preds = (out / "predictions" / "stage8" / "ScienceQA.jsonl").read_text().splitlines()
     assert [json.loads(p)["uid"] for p in preds] == [f"coin/ScienceQA/test/{10 + i}" for i in range(3)]
+
+
+def test_sweep_plans_coins_own_orders_with_its_data_root(coin: Path, tmp_path: Path, capsys) -> None:
+    assert main(["sweep", "--benchmark", "coin", "--data-root", str(coin), "--methods", "lora-ft", "--orders", "all",
+                 "--backbone", MICRO, "--preset", "quick", "--root", str(tmp_path / "runs"), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "would run 1 of 1" in plan and "coin/lora-ft/order1-seed0" in plan  # CoIN has one order, not six
+    assert not (tmp_path / "runs").exists()

@@ -197,7 +197,24 @@ def test_scoring_wiring_exact_match_and_caption_references(ucit: Path) -> None:
     assert result.details["bleu_1"] == pytest.approx(100.0)
 
 
-def test_quick_run_through_the_native_files(ucit: Path, tmp_path: Path, micro_backbone: Path) -> None:
+def test_caption_task_uses_the_seven_metric_coco_score_when_available(ucit: Path) -> None:
+    """The UCIT caption TaskSpec (caption/auto) goes through pycocoevalcap + Java when present: 7 metrics."""
+    from mcit_bench.scorers import get_scorer
+    from mcit_bench.scorers.caption_coco import coco_available
+
+    if not coco_available():
+        pytest.skip("pycocoevalcap or java missing")
+    bench = _load(ucit)
+    spec = bench.task("VizWiz-caption")
+    records = bench.test_split("VizWiz-caption").remove_columns("image").to_list()
+    result = get_scorer(spec.scorer, spec.scorer_variant).score(["a red can", "a bottle", "a red can"], records)
+    assert result.details["n_metrics"] == 7 and result.details["meteor"] is not None
+
+
+def test_quick_run_through_the_native_files(ucit: Path, tmp_path: Path, micro_backbone: Path, monkeypatch) -> None:
+    # caption/auto would start Java for each of the 14 caption cells: the pure-Python backend keeps this fast
+    # (the coco backend is covered above and in test_caption_metrics.py)
+    monkeypatch.setattr("mcit_bench.scorers.caption_coco.coco_available", lambda: False)
     out = tmp_path / "run"
     assert main(["run", "--method", "lora-ft", "--order", "1", "--benchmark", "ucit", "--data-root", str(ucit),
                  "--backbone", MICRO, "--preset", "quick", "--output", str(out), "--quiet", "--logger", "none",
