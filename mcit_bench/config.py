@@ -74,9 +74,15 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
         key, raw = item.split("=", 1)
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            out[key.strip()] = raw
+            value = raw
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads `5e-3` (no dot) as a string; a researcher means the number
+                value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
+            except ValueError:
+                pass
+        out[key.strip()] = value
     return out
 
 

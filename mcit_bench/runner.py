@@ -246,6 +246,14 @@ def matrix_from_state(state: RunState, order: list[str]) -> np.ndarray:
     return R
 
 
+def backbone_checkpoint(spec: str, strategy: Any) -> str:
+    """The checkpoint folder's name for a built-in backbone (``tiny-llava-r2-<recipe hash>``), else its path."""
+    from .backbones import BUILTIN_BACKBONES
+
+    source = str(getattr(getattr(strategy, "backbone", None), "source", "") or spec)
+    return Path(source).name if spec in BUILTIN_BACKBONES else source
+
+
 def write_results(plan: Plan, state: RunState, strategy: Any, started: float, complete: bool) -> dict[str, Any]:
     from . import metrics
     from .environment import fingerprint
@@ -263,6 +271,9 @@ def write_results(plan: Plan, state: RunState, strategy: Any, started: float, co
         "method": plan.method_cls.name,
         "benchmark": plan.benchmark.name,
         "backbone": plan.config.backbone,
+        # What was loaded: a built-in name maps to a cache folder named by its recipe hash, so a rebuilt
+        # recipe never averages with runs of the old one (leaderboard settings compare this too).
+        "backbone_checkpoint": backbone_checkpoint(plan.config.backbone, strategy),
         "order": plan.config.order,
         "seed": plan.config.seed,
         "preset": plan.config.preset,

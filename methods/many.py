@@ -125,7 +125,7 @@ def _key(name: str) -> str:
 
 @register_method("many", "m-any", "merge-anything")
 class MAny(Strategy):
-    defaults = {"lr": 2e-3, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lora_targets": DEFAULT_TARGETS,
+    defaults = {"lr": 2e-3, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "lora_targets": DEFAULT_TARGETS,
                 "merge": "both", "cpm_tau": 0.01, "projector_init": "base",
                 "lpm_gamma": 1e-2, "lpm_gamma_mode": "relative", "lpm_gram": "mean", "lpm_train_on": "merged",
                 "stat_samples": 256, "stat_batch_size": 16}

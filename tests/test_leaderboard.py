@@ -23,7 +23,8 @@ N = float("nan")
 
 def make_run(root: Path, method: str, order: str, tasks: list[str], matrix: list[list[float]], seed: int = 0,
              complete: bool = True, hparams: dict | None = None, versions: dict | None = None,
-             params: int = 1000, seconds: tuple[float, float] = (10.0, 5.0), folder: str | None = None) -> Path:
+             params: int = 1000, seconds: tuple[float, float] = (10.0, 5.0), folder: str | None = None,
+             checkpoint: str = "tiny-llava-r2-cecd70dd78") -> Path:
     """Write summary.json, config.yaml and accuracy.csv by hand, as the runner lays them out."""
     run = root / "synthetic" / method / (folder or f"order{order}-seed{seed}")
     run.mkdir(parents=True)
@@ -35,7 +36,8 @@ def make_run(root: Path, method: str, order: str, tasks: list[str], matrix: list
               "preset": "default", "eval_mode": "full", "precision": "32-true", "devices": 1, "hparams": hp,
               "tasks": tasks}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    summary = {"method": method, "benchmark": "synthetic", "backbone": "tiny-llava", "order": order, "seed": seed,
+    summary = {"method": method, "benchmark": "synthetic", "backbone": "tiny-llava", "backbone_checkpoint": checkpoint,
+               "order": order, "seed": seed,
                "preset": "default", "tasks": tasks, "complete": complete,
                "avg": 999.0,  # deliberately wrong: the leaderboard recomputes from accuracy.csv
                "scorers": {t: {"scorer": "exact_match", "variant": None, "chance": None} for t in tasks},
@@ -153,6 +155,17 @@ def test_mismatched_settings_and_hparams_are_never_averaged(tmp_path: Path) -> N
     md = render(board, "md")
     assert "## Measured, setting 1 of 3" in md and "## Measured, setting 3 of 3" in md
     assert "never averaged" in md
+
+
+def test_runs_of_a_rebuilt_builtin_backbone_are_kept_apart(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    make_run(root, "m1", "1", ["A", "B"], M1_O1)
+    make_run(root, "m1", "2", ["B", "A"], M1_O2, checkpoint="tiny-llava-r3-0123456789")  # same name, new recipe
+    board = build_leaderboard(root)
+    assert len(board.groups) == 2
+    assert {g.setting["backbone_checkpoint"] for g in board.groups} == {"tiny-llava-r2-cecd70dd78",
+                                                                         "tiny-llava-r3-0123456789"}
+    assert all(g.rows[0].stats["avg"].n == 1 for g in board.groups)
 
 
 def test_paper_results_file_is_valid_and_kept_apart(runs: Path, tmp_path: Path) -> None:
