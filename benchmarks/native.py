@@ -315,3 +315,17 @@ def read_canonical(root: Path, name: str, image_root: Path | None) -> NativeData
             records[task_name][split_name] = rows
         check_unique(uids, folder, "uid")
     return NativeData(name, tasks, records, images.root, info=dict(meta.get("info", {})))
+
+
+def open_release(name: str, data_root: str | Path | None, image_root: str | Path | None, strict_counts: bool,
+                 read_native: Callable[[Path, Path | None, bool], NativeData]) -> NativeData:
+    """A real benchmark's records from ``--data-root``: a converted (canonical) folder, else the native
+    release read by the benchmark's own ``read_native``."""
+    if data_root is None:
+        raise UserError(f"benchmark {name} reads the downloaded release: pass --data-root (see README, "
+                        f"'Running on real data')")
+    root = Path(data_root).expanduser()
+    images = Path(image_root).expanduser() if image_root else None
+    if is_canonical(root):
+        return read_canonical(root, name, images)
+    return read_native(root, images, strict_counts)

@@ -37,8 +37,8 @@ from typing import Any
 from mcit_bench.benchmark import Benchmark, TaskSpec
 from mcit_bench.errors import UserError
 
-from .native import (ImageIndex, NativeData, check_count, check_unique, conversation_pair, find_dir, find_file,
-                     is_canonical, make_benchmark, native_id, read_canonical, read_json, read_json_list, record,
+from .native import (ImageIndex, NativeData, open_release, check_count, check_unique, conversation_pair, find_dir, find_file,
+                     make_benchmark, native_id, read_json, read_json_list, record,
                      require_keys, warn_extra_turns, write_canonical)
 
 NAME = "ucit"
@@ -172,14 +172,7 @@ def _attach_references(test: list, path: Path, strict: bool) -> None:
 
 
 def _native_data(data_root: str | Path | None, image_root: str | Path | None, strict_counts: bool) -> NativeData:
-    if data_root is None:
-        raise UserError("benchmark ucit reads the downloaded release: pass --data-root (see README, "
-                        "'Running on real data')")
-    root = Path(data_root).expanduser()
-    images = Path(image_root).expanduser() if image_root else None
-    if is_canonical(root):
-        return read_canonical(root, NAME, images)
-    return read_native(root, images, strict_counts)
+    return open_release(NAME, data_root, image_root, strict_counts, read_native)
 
 
 def load_ucit(data_root: str | Path | None = None, image_root: str | Path | None = None,

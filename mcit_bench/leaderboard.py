@@ -427,7 +427,9 @@ def describe_setting(setting: dict[str, Any]) -> str:
     budget = ", ".join(f"{k}={v}" for k, v in setting["budget"].items())
     versions = ", ".join(f"{k} {v}" for k, v in setting["versions"].items())
     scorers = ", ".join(f"{t}: {s}" for t, s in setting["scorers"].items())
-    return (f"benchmark `{setting['benchmark']}`, backbone `{setting['backbone']}`, preset `{setting['preset']}`, "
+    checkpoint = setting.get("backbone_checkpoint")
+    backbone = setting["backbone"] + (f" ({checkpoint})" if checkpoint and checkpoint != setting["backbone"] else "")
+    return (f"benchmark `{setting['benchmark']}`, backbone `{backbone}`, preset `{setting['preset']}`, "
             f"eval `{setting['eval_mode']}`, precision `{setting['precision']}`, devices `{setting['devices']}`; "
             f"budget: {budget}; scorers: {scorers or 'n/a'}; versions: {versions or 'n/a'}")
 
