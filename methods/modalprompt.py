@@ -196,11 +196,12 @@ class ModalPrompt(Strategy):
         return lam * img + (1 - lam) * txt
 
     def prepare_inputs(self, batch: dict[str, Any], training: bool) -> ModelInputs:
-        visual = self.backbone.project(self.backbone.vision_features(batch["pixel_values"]))
-        embeds = self.backbone.embed(batch["input_ids"], visual)
-        mask, labels = batch["attention_mask"], batch.get("labels")
+        base = super().prepare_inputs(batch, training)
         if len(self.prompts) == 0:  # zero-shot row: nothing learned yet
-            return ModelInputs(embeds, mask, labels)
+            return base
+        # The sequence changes below, so the family's own position ids (Qwen2-VL M-RoPE) are dropped:
+        # positions then come from the attention mask, as the Strategy interface asks.
+        embeds, mask, labels = base.inputs_embeds, base.attention_mask, base.labels
         image_embeds = self.backbone.clip_image_embeds(batch["pixel_values"])
         text_embeds = self.backbone.clip_text_embeds(list(batch["instructions"]))
         guide = self.guidance(image_embeds, text_embeds)

@@ -221,26 +221,29 @@ def test_bad_knobs_fail_before_anything_is_written(tmp_path: Path, micro_backbon
 
 
 def test_quick_run_resume_and_report(tmp_path: Path, micro_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end (4 tasks: top-3 of 4 at the last stage), interrupted after stage 2 and resumed."""
+    order = tmp_path / "four.yaml"
+    order.write_text("tasks: [styles, chart, degraded_caption, icons]\n")
     full, cut = tmp_path / "full", tmp_path / "cut"
-    assert main(quick_args(full, "modal-prompt", "1", "--logger", "csv")) == 0
+    assert main(quick_args(full, "modal-prompt", str(order), "--logger", "csv")) == 0
     run = full / "run"
     R, _ = read_matrix_csv(run / "accuracy.csv")
-    assert R.shape == (7, 6) and not np.isnan(R).any()
+    assert R.shape == (5, 4) and not np.isnan(R).any()
     report = json.loads((run / "summary.json").read_text())["strategy"]
-    assert report["learned_tasks"] == 6 and report["inference_prompt_tokens"] == 3 * 10
+    assert report["learned_tasks"] == 4 and report["inference_prompt_tokens"] == 3 * 10
     assert report["trainable_parameters_per_task"] > 0
     ident = report["task_identification_accuracy"]
-    assert sorted(ident["per_stage"], key=int) == ["1", "2", "3", "4", "5", "6"]
-    assert len(ident["per_cell"]["1"]) == 1 and len(ident["per_cell"]["6"]) == 6  # learned tasks only
+    assert sorted(ident["per_stage"], key=int) == ["1", "2", "3", "4"]
+    assert len(ident["per_cell"]["1"]) == 1 and len(ident["per_cell"]["4"]) == 4  # learned tasks only
     assert ident["per_cell"]["1"] == {"styles": 100.0}  # one prompt: top-1 is always the own task
     logged = (run / "logs" / "stage2" / "metrics.csv").read_text().splitlines()[0]
     assert all(f"train/{k}" in logged for k in ("lm", "align_image", "align_text"))
 
     monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "2")
     with pytest.raises(SystemExit):
-        main(quick_args(cut, "modalprompt", "1", "--logger", "csv"))
+        main(quick_args(cut, "modalprompt", str(order), "--logger", "csv"))
     monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
-    assert main(quick_args(cut, "modalprompt", "1", "--logger", "csv", "--resume")) == 0
+    assert main(quick_args(cut, "modalprompt", str(order), "--logger", "csv", "--resume")) == 0
     assert (cut / "run" / "accuracy.csv").read_text() == (run / "accuracy.csv").read_text()
     resumed = json.loads((cut / "run" / "summary.json").read_text())["strategy"]
     assert resumed["task_identification_accuracy"] == ident
