@@ -42,8 +42,8 @@ from typing import Any
 from mcit_bench.benchmark import Benchmark, TaskSpec
 from mcit_bench.errors import UserError
 
-from .native import (ImageIndex, NativeData, open_release, check_unique, conversation_pair, find_dir, find_file, find_optional,
-                     make_benchmark, native_id, read_json, read_json_list, record,
+from .native import (ImageIndex, NativeData, check_unique, conversation_pair, find_dir, find_file, find_optional,
+                     make_benchmark, native_id, open_release, read_json, read_json_list, record,
                      require_keys, warn_extra_turns, write_canonical)
 
 NAME = "coin"

@@ -93,10 +93,7 @@ class Backbone(nn.Module):
         if not (path / "config.json").is_file():
             raise UserError(f"backbone {str(path)!r}: no config.json there (expected a save_pretrained folder)")
         if cls is Backbone:
-            family = family_class(path)
-            if family is not Backbone:
-                return family.from_pretrained(path, dtype=dtype, clip_path=clip_path, template=template,
-                                              preferred_template=preferred_template)
+            cls = family_class(path)  # LLaVA, InstructBLIP or Qwen2-VL, from config.json's model_type
         sidecar = json.loads((path / SIDECAR).read_text()) if (path / SIDECAR).is_file() else {}
         model, processor = cls.load_parts(path, dtype)
         clip = clip_tokenizer = None

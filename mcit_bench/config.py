@@ -6,6 +6,7 @@ to ``config.yaml`` in the run folder.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,9 @@ class RunConfig:
         return asdict(self)
 
 
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``["lr=1e-4", "rank=8"]`` -> ``{"lr": 1e-4, "rank": 8}`` (values parsed as YAML scalars)."""
     out: dict[str, Any] = {}
@@ -77,11 +81,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        if isinstance(value, str):
-            try:  # YAML 1.1 reads `5e-3` (no dot) as a string; a researcher means the number
-                value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
-            except ValueError:
-                pass
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads `5e-3` (no dot) as a string; a researcher means the number
         out[key.strip()] = value
     return out
 

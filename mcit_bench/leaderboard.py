@@ -153,12 +153,11 @@ def _number(value: Any, where: str) -> float | None:
     return float(value)
 
 
-def load_run(run_dir: Path, metrics: Sequence[str]) -> RunRecord:
-    """One complete run folder (summary.json, config.yaml, accuracy.csv) as a RunRecord."""
+def load_run(run_dir: Path, metrics: Sequence[str], summary: dict[str, Any]) -> RunRecord:
+    """One complete run folder (its parsed summary.json, config.yaml, accuracy.csv) as a RunRecord."""
     from .matrix_io import read_matrix_csv
     from .metrics import summarize
 
-    summary = _read_json(run_dir / "summary.json")
     config = _read_yaml(run_dir / "config.yaml")
     R, names = read_matrix_csv(run_dir / "accuracy.csv")
     if summary.get("tasks") is not None and list(summary["tasks"]) != names:
@@ -216,7 +215,7 @@ def discover(runs_dir: str | os.PathLike, metrics: Sequence[str]) -> tuple[list[
         if summary.get("complete") is not True:
             skipped.append((str(run_dir), "incomplete (resume it with mcit-bench sweep / run --resume)"))
             continue
-        records.append(load_run(run_dir, metrics))
+        records.append(load_run(run_dir, metrics, summary))
     return records, skipped
 
 

@@ -250,7 +250,7 @@ def backbone_checkpoint(spec: str, strategy: Any) -> str:
     """The checkpoint folder's name for a built-in backbone (``tiny-llava-r2-<recipe hash>``), else its path."""
     from .backbones import BUILTIN_BACKBONES
 
-    source = str(getattr(getattr(strategy, "backbone", None), "source", "") or spec)
+    source = strategy.backbone.source or spec
     return Path(source).name if spec in BUILTIN_BACKBONES else source
 
 

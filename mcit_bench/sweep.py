@@ -58,7 +58,6 @@ class SweepResult:
     done: list[SweepItem] = field(default_factory=list)
     skipped: list[SweepItem] = field(default_factory=list)
     failed: list[tuple[SweepItem, str]] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 # ---------------------------------------------------------------- selection and validation
@@ -132,7 +131,9 @@ def split_overrides(methods: list[str], overrides: dict[str, Any], preset: str) 
 
 def run_status(run_dir: Path) -> tuple[str, str]:
     """("complete" | "resume" | "new", human detail) of a run folder, from state.json / summary.json."""
-    state_path, summary_path = run_dir / "state.json", run_dir / "summary.json"
+    from .runner import STATE_FILE
+
+    state_path, summary_path = run_dir / STATE_FILE, run_dir / "summary.json"
     state = _read_json(state_path)
     summary = _read_json(summary_path)
     if (state or {}).get("complete") is True or (summary or {}).get("complete") is True:
@@ -222,7 +223,6 @@ def run_sweep(items: list[SweepItem], progress: bool = False,
         echo(f"sweep interrupted after {time.time() - started:.1f} s; rerun the same command to resume "
              "(finished runs are skipped, the interrupted one continues from its last completed task)")
         raise
-    result.seconds = time.time() - started
     return result
 
 
