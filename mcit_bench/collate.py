@@ -153,3 +153,8 @@ def insert_after_bos(
     if labels is not None:
         new_labels = torch.where(is_prompt, torch.full_like(src, IGNORE_INDEX), torch.gather(labels, 1, src))
     return new_embeds, new_mask, new_labels
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The collated batch with its tensors on ``device`` (texts and lists left as they are)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

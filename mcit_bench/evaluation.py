@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import torch
 
+from .collate import to_device
 from .strategy import Strategy
 
 
@@ -27,7 +28,7 @@ def predict(strategy: Strategy, records: Any, collate: Callable, batch_size: int
         if isinstance(chunk, dict):  # datasets slices are dicts of columns
             chunk = [dict(zip(chunk, values)) for values in zip(*chunk.values())]
         batch = collate(chunk)
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = to_device(batch, device)
         answers.extend(strategy.generate(batch, max_new_tokens))
     return answers
 

@@ -58,7 +58,8 @@ import torch
 from torch import nn
 
 from mcit_bench import subspace
-from mcit_bench.collate import insert_after_bos
+from mcit_bench.backbone import SIDECAR
+from mcit_bench.collate import insert_after_bos, to_device
 from mcit_bench.errors import UserError
 from mcit_bench.registry import register_method
 from mcit_bench.strategy import ModelInputs, RunContext, Strategy
@@ -315,10 +316,9 @@ class FwdPrompt(Strategy):
         tokens, size = 0, int(self.hparams["subspace_batch_size"])
         for start in range(0, len(picked), size):
             chunk = [records[i] for i in picked[start:start + size]]
-            batch = collate(chunk)
-            pixel, ids, mask = (batch[k].to(device) for k in ("pixel_values", "input_ids", "attention_mask"))
-            embeds = self.backbone.embed(ids, self.backbone.project(self.backbone.vision_features(pixel)))
-            x = embeds[mask.bool()]
+            batch = to_device(collate(chunk), device)
+            embeds = Strategy.prepare_inputs(self, batch, training=False).inputs_embeds  # without prompts
+            x = embeds[batch["attention_mask"].bool()]
             G += subspace.gram(x)
             tokens += x.shape[0]
         return G, len(picked), tokens
@@ -340,7 +340,7 @@ class FwdPrompt(Strategy):
         return first_task_data, f"first_task:{self.tasks[0].name}"
 
     def _builtin_backbone(self) -> bool:
-        sidecar = Path(str(self.backbone.source)) / "mcit_bench_backbone.json"
+        sidecar = Path(str(self.backbone.source)) / SIDECAR
         return sidecar.is_file() and json.loads(sidecar.read_text()).get("name") == "tiny-llava"
 
     def _needs_pretrained(self) -> bool:

@@ -54,6 +54,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mcit_bench.collate import to_device
 from mcit_bench.errors import UserError
 from mcit_bench.lora import DEFAULT_TARGETS, add_lora
 from mcit_bench.registry import register_method
@@ -227,7 +228,8 @@ class MAny(Strategy):
             self._count_routing(weights)
             visual = mix_projections(features, list(self.projectors[:self.prototypes.shape[0]]), weights)
         embeds = self.backbone.embed(batch["input_ids"], visual)
-        return ModelInputs(embeds, batch["attention_mask"], batch.get("labels"))
+        return ModelInputs(embeds, batch["attention_mask"], batch.get("labels"),
+                           extras={"position_ids": self.backbone.position_ids(batch)})
 
     # ------------------------------------------------------------------ statistics (no gradients)
     def _sample(self, task_index: int, data: Any) -> Iterator[list[dict[str, Any]]]:
@@ -259,7 +261,7 @@ class MAny(Strategy):
         try:
             for records in self._sample(task_index, train_data):
                 batch = self.collate_train(records)
-                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                batch = to_device(batch, device)
                 if self.use_cpm:
                     pooled = self.backbone.vision_features(batch["pixel_values"]).mean(dim=1)
                     proto_sum += pooled.double().sum(dim=0).cpu()
@@ -268,7 +270,7 @@ class MAny(Strategy):
                     continue
                 captured.clear()
                 inputs = self.prepare_inputs(batch, training=True)  # task t's own model
-                self.backbone.lm_forward(inputs.inputs_embeds, inputs.attention_mask)
+                self.backbone.lm_forward(inputs.inputs_embeds, inputs.attention_mask, inputs.extras.get("position_ids"))
                 if not self.groups:
                     self._detect_groups(captured)
                 keep = inputs.attention_mask.bool()
