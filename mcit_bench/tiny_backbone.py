@@ -9,8 +9,8 @@ Recipe (deterministic by seed):
 1. train the BPE tokenizer on the synthetic world's texts;
 2. pre-train the CLIP towers contrastively on image-caption pairs (``clip_pair``);
 3. copy the CLIP vision tower into LLaVA and train projector + language model (vision frozen, as in
-   LLaVA-1.5; ``vision_lr_scale`` > 0 fine-tunes it too) on the pre-training mixture, which is
-   disjoint from the six benchmark tasks. Batches are grouped by length (as ``group_by_length``
+   LLaVA-1.5) on the pre-training mixture, which is disjoint from the six benchmark tasks. Each
+   record is tokenized and its vision features computed once, before the steps. Batches are grouped by length (as ``group_by_length``
    does): mixed question types, little padding, less CPU time. (Measured: batches of a single
    question type made the model answer unseen prompts in the last type's format.)
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 NAME = "tiny-llava"
-RECIPE_VERSION = "2"  # bump whenever the recipe code or the synthetic world changes
+RECIPE_VERSION = "3"  # bump whenever the recipe code or the synthetic world changes
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,13 @@ class TinyRecipe:
     text_layers: int = 3
     clip_text_hidden: int = 64
     clip_text_layers: int = 2
-    clip_steps: int = 400
+    clip_steps: int = 800
     clip_batch: int = 64
     clip_lr: float = 1e-3
-    lm_steps: int = 2000
+    lm_steps: int = 1500
     lm_batch: int = 32
     lm_lr: float = 6e-4
-    vision_lr_scale: float = 0.0  # >0 also fine-tunes the vision tower in the LM stage; 0 = frozen (LLaVA-1.5)
+    vision_lr_scale: float = 0.0  # >0 also trains the vision tower in the LM stage (lr x scale); 0 = frozen
     warmup: int = 100
     pretrain_pool: int = 16000
 
@@ -77,19 +77,26 @@ def tiny_backbone_path(recipe: TinyRecipe | None = None, name: str = NAME, build
 
 
 # --------------------------------------------------------------------------- construction
-def build_tokenizer(corpus: list[str], vocab_size: int):
+def build_tokenizer(corpus: list[str], vocab_size: int, append_eos: bool = False):
+    """Byte-level BPE. Llama-style (BOS only) for the LM; ``append_eos=True`` gives the CLIP text tower's
+    tokenizer (same vocabulary), which ends every text with EOS because CLIP pools at the EOS token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
+    # EOS is NOT id 2: transformers' CLIP text tower treats eos_token_id == 2 as a legacy config and
+    # pools at the highest token id instead of at EOS (measured: every caption then pooled at the same
+    # word, and the contrastive stage learned no shapes at all).
+    specials = ["<pad>", "<s>", "<unk>", "</s>", "<image>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    bos = tok.token_to_id("<s>")
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
     # Llama-style: BOS prepended to every encoded text.
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
+    single = "<s> $A </s>" if append_eos else "<s> $A"
+    tok.post_processor = processors.TemplateProcessing(single=single, pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", bos), ("</s>", eos)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    unk_token="<unk>", extra_special_tokens={"image_token": "<image>"},
                                    model_max_length=256)
@@ -137,19 +144,20 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def pretrain_clip(clip: Any, processor: Any, recipe: TinyRecipe, tick: Callable[[dict], None]) -> float:
+def pretrain_clip(clip: Any, processor: Any, clip_tokenizer: Any, recipe: TinyRecipe,
+                  tick: Callable[[dict], None]) -> float:
     import torch
 
     from mcit_bench.benchmarks.synthetic import clip_pair
 
-    tok = processor.tokenizer
+    tok = clip_tokenizer
     opt = torch.optim.AdamW(clip.parameters(), lr=recipe.clip_lr, weight_decay=0.01)
     clip.train()
     loss = torch.tensor(0.0)
     for step in range(recipe.clip_steps):
         pairs = [clip_pair(recipe.seed, step * recipe.clip_batch + i) for i in range(recipe.clip_batch)]
         pixels = processor.image_processor([p[0] for p in pairs], return_tensors="pt")["pixel_values"]
-        enc = tok([p[1] + tok.eos_token for p in pairs], padding=True, return_tensors="pt", add_special_tokens=True)
+        enc = tok([p[1] for p in pairs], padding=True, return_tensors="pt", add_special_tokens=True)
         for group in opt.param_groups:
             group["lr"] = recipe.clip_lr * _schedule(step, recipe.clip_steps, recipe.warmup)
         loss = clip(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], pixel_values=pixels,
@@ -178,35 +186,79 @@ def _length_grouped_batches(pool: list[dict], batch: int, steps: int, gen: Any, 
             yield chunks[k]
 
 
-def pretrain_llava(model: Any, processor: Any, recipe: TinyRecipe, tick: Callable[[dict], None]) -> float:
+def select_features(model: Any, pixel_values: Any) -> Any:
+    """LLaVA's own feature selection: the configured vision layer, CLS dropped ("default" strategy)."""
+    hidden = model.model.vision_tower(pixel_values, output_hidden_states=True).hidden_states
+    return hidden[model.config.vision_feature_layer][:, 1:]
+
+
+def embed_with_features(model: Any, input_ids: Any, features: Any) -> Any:
+    """Input embeddings with the image-token positions filled by the projected ``features`` (what
+    LLaVA's forward does with ``pixel_values``, from features computed beforehand)."""
+    visual = model.model.multi_modal_projector(features)
+    embeds = model.get_input_embeddings()(input_ids)
+    is_image = (input_ids == model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+    return embeds.masked_scatter(is_image, visual.to(embeds.dtype))
+
+
+def _encode_pool(model: Any, processor: Any, pool: list[dict], features: bool, chunk: int = 256):
+    """Each pool record tokenized once (ids and labels without padding) and, when the vision tower is
+    frozen, its vision features computed once: per-step collation and vision passes would repeat the
+    same work (they were about a third of the build time)."""
     import torch
 
-    from mcit_bench.benchmarks.synthetic import pretraining_record
     from mcit_bench.collate import Collator
     from mcit_bench.templates import get_template
 
     collate = Collator(processor, get_template("plain_chat"), train=True)
+    ids, labels, feats = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(pool), chunk):
+            batch = collate(pool[start:start + chunk])
+            for row, mask in enumerate(batch["attention_mask"].bool()):
+                ids.append(batch["input_ids"][row][mask].tolist())
+                labels.append(batch["labels"][row][mask].tolist())
+            if features:
+                feats.append(select_features(model, batch["pixel_values"]))
+    return ids, labels, (torch.cat(feats) if features else None)
+
+
+def pretrain_llava(model: Any, processor: Any, recipe: TinyRecipe, tick: Callable[[dict], None]) -> float:
+    import torch
+
+    from mcit_bench.benchmarks.synthetic import pretraining_record
+    from mcit_bench.collate import left_pad
+
     model.requires_grad_(False)
     lm_params = list(model.model.multi_modal_projector.parameters()) + list(model.model.language_model.parameters()) \
         + list(model.lm_head.parameters())
-    vision_params = list(model.model.vision_tower.parameters()) if recipe.vision_lr_scale > 0 else []
-    trainable = lm_params + vision_params
+    groups = [{"params": lm_params, "scale": 1.0}]
+    train_vision = recipe.vision_lr_scale > 0
+    if train_vision:
+        groups.append({"params": list(model.model.vision_tower.parameters()), "scale": recipe.vision_lr_scale})
+    trainable = [p for g in groups for p in g["params"]]
     for p in trainable:
         p.requires_grad_(True)
-    groups = [{"params": lm_params, "scale": 1.0}]
-    if vision_params:
-        groups.append({"params": vision_params, "scale": recipe.vision_lr_scale})
     opt = torch.optim.AdamW(groups, lr=recipe.lm_lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(recipe.seed)
     pool = [pretraining_record(recipe.seed, i) for i in range(recipe.pretrain_pool)]
+    model.eval()
+    pool_ids, pool_labels, pool_features = _encode_pool(model, processor, pool, features=not train_vision)
+    lengths = [{"prompt": "x" * len(i)} for i in pool_ids]  # length grouping by token count
+    pad = processor.tokenizer.pad_token_id
     model.train()
     loss = torch.tensor(0.0)
-    for step, idx in enumerate(_length_grouped_batches(pool, recipe.lm_batch, recipe.lm_steps, gen)):
-        batch = collate([pool[i] for i in idx])
+    for step, idx in enumerate(_length_grouped_batches(lengths, recipe.lm_batch, recipe.lm_steps, gen)):
+        batch = left_pad([pool_ids[i] for i in idx], [pool_labels[i] for i in idx], pad)
         for group in opt.param_groups:
             group["lr"] = recipe.lm_lr * group["scale"] * _schedule(step, recipe.lm_steps, recipe.warmup)
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    pixel_values=batch["pixel_values"], labels=batch["labels"],
+        if train_vision:
+            pixels = processor.image_processor([pool[i]["image"] for i in idx], return_tensors="pt")["pixel_values"]
+            features = select_features(model, pixels)
+        else:
+            features = pool_features[idx]
+        embeds = embed_with_features(model, batch["input_ids"], features)
+        out = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"],
                     position_ids=(batch["attention_mask"].cumsum(-1) - 1).clamp(min=0))
         opt.zero_grad()
         out.loss.backward()
@@ -230,7 +282,9 @@ def build_tiny_backbone(folder: Path, recipe: TinyRecipe | None = None, progress
     recipe = recipe or TinyRecipe()
     start = time.time()
     seed_everything(recipe.seed)
-    tokenizer = build_tokenizer(tokenizer_corpus(recipe.seed), recipe.vocab_size)
+    corpus = tokenizer_corpus(recipe.seed)
+    tokenizer = build_tokenizer(corpus, recipe.vocab_size)
+    clip_tokenizer = build_tokenizer(corpus, recipe.vocab_size, append_eos=True)
     processor = build_processor(recipe, tokenizer)
     clip, llava = build_models(recipe, tokenizer)
     bar = tqdm(total=recipe.clip_steps + recipe.lm_steps, desc=f"building {NAME} (one-time)", disable=not progress,
@@ -240,7 +294,7 @@ def build_tiny_backbone(folder: Path, recipe: TinyRecipe | None = None, progress
         bar.set_postfix(stage=info["stage"], loss=f"{info['loss']:.3f}", refresh=False)
         bar.update(1)
 
-    clip_loss = pretrain_clip(clip, processor, recipe, tick)
+    clip_loss = pretrain_clip(clip, processor, clip_tokenizer, recipe, tick)
     llava.model.vision_tower.load_state_dict(clip.vision_model.state_dict())
     lm_loss = pretrain_llava(llava, processor, recipe, tick)
     bar.close()
@@ -250,7 +304,7 @@ def build_tiny_backbone(folder: Path, recipe: TinyRecipe | None = None, progress
     llava.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     clip.save_pretrained(tmp / "clip")
-    tokenizer.save_pretrained(tmp / "clip")
+    clip_tokenizer.save_pretrained(tmp / "clip")
     sidecar = {"name": NAME, "recipe_version": RECIPE_VERSION, "recipe": asdict(recipe), "template": "plain_chat",
                "clip": "clip", "final_clip_loss": clip_loss, "final_lm_loss": lm_loss,
                "build_seconds": round(time.time() - start, 1), "torch": torch.__version__}

@@ -1,0 +1,66 @@
+"""The built-in world: the synthetic benchmark's construction and the tiny backbone's recipe."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mcit_bench.benchmarks.drawing import CELL, COLOURS
+from mcit_bench.benchmarks.synthetic import PRETRAIN_MAKERS, TASK_MAKERS, _rng, generate_records, pretraining_record
+
+
+def test_clip_text_tower_pools_at_the_eos_token(micro_backbone):
+    """transformers' CLIP pools at the highest token id when eos_token_id == 2 (a legacy config): the
+    recipe's tokenizer must give EOS another id and end every CLIP text with it."""
+    from mcit_bench.backbone import load_clip
+
+    clip, tokenizer = load_clip(micro_backbone / "clip")
+    assert clip.config.text_config.eos_token_id == tokenizer.eos_token_id != 2
+    enc = tokenizer(["a big red circle", "a red"], padding=True, return_tensors="pt")
+    ends = enc["attention_mask"].sum(-1) - 1
+    assert enc["input_ids"][torch.arange(2), ends].tolist() == [tokenizer.eos_token_id] * 2
+    out = clip.text_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+    torch.testing.assert_close(out.pooler_output, out.last_hidden_state[torch.arange(2), ends])
+
+
+def test_cached_features_give_llavas_own_loss(micro_backbone):
+    """The pre-training loop embeds precomputed vision features; the loss equals LLaVA's forward on pixels."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from mcit_bench.collate import Collator
+    from mcit_bench.templates import get_template
+    from mcit_bench.tiny_backbone import embed_with_features, select_features
+
+    model = LlavaForConditionalGeneration.from_pretrained(micro_backbone).eval()
+    processor = AutoProcessor.from_pretrained(micro_backbone)
+    batch = Collator(processor, get_template("plain_chat"), train=True)([pretraining_record(0, i) for i in range(6)])
+    positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    common = {"attention_mask": batch["attention_mask"], "labels": batch["labels"], "position_ids": positions}
+    with torch.no_grad():
+        native = model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"], **common).loss
+        embeds = embed_with_features(model, batch["input_ids"], select_features(model, batch["pixel_values"]))
+        cached = model(inputs_embeds=embeds, **common).loss
+    torch.testing.assert_close(cached, native)
+
+
+def _centre(image, colour: str) -> tuple[float, float]:
+    ys, xs = np.nonzero((np.asarray(image) == COLOURS[colour]).all(-1))
+    return float(xs.mean()), float(ys.mean())
+
+
+def test_scene_captions_name_the_objects_in_reading_order():
+    """'above' pairs share a column, 'to the left of' pairs share a row; the first-named object comes first."""
+    for record in generate_records("scene_caption", "test", 60, seed=3):
+        words = record["target"].split()  # "a <c1> <s1> <relation...> a <c2> <s2>"
+        (x1, y1), (x2, y2) = _centre(record["image"], words[1]), _centre(record["image"], words[-2])
+        if " above " in record["target"]:
+            assert abs(x1 - x2) < CELL / 2 and y1 < y2, record["target"]
+        else:
+            assert "to the left of" in record["target"]
+            assert abs(y1 - y2) < CELL / 2 and x1 < x2, record["target"]
+
+
+def test_pretraining_mixture_asks_none_of_the_task_questions():
+    task_questions = {TASK_MAKERS[t](_rng(0, t, "probe", i))["prompt"].split("\n")[0]
+                      for t in TASK_MAKERS for i in range(40)}
+    pretrain_questions = {pretraining_record(0, i)["prompt"].split("\n")[0] for i in range(40 * len(PRETRAIN_MAKERS))}
+    assert not task_questions & pretrain_questions
