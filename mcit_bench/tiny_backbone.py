@@ -10,8 +10,8 @@ Recipe (deterministic by seed):
 2. pre-train the CLIP towers contrastively on image-caption pairs (``clip_pair``);
 3. copy the CLIP vision tower into LLaVA and train projector + language model (vision frozen, as in
    LLaVA-1.5) on the pre-training mixture, which is disjoint from the six benchmark tasks. Each
-   record is tokenized and its vision features computed once, before the steps. Batches are grouped by length (as ``group_by_length``
-   does): mixed question types, little padding, less CPU time. (Measured: batches of a single
+   record is tokenized and its vision features computed once, before the steps. Batches are grouped
+   by length (as ``group_by_length`` does): mixed question types, little padding, less CPU time. (Measured: batches of a single
    question type made the model answer unseen prompts in the last type's format.)
 
 The result is written with ``save_pretrained`` into the user cache and loaded with
@@ -50,7 +50,6 @@ class TinyRecipe:
     lm_steps: int = 1500
     lm_batch: int = 32
     lm_lr: float = 6e-4
-    vision_lr_scale: float = 0.0  # >0 also trains the vision tower in the LM stage (lr x scale); 0 = frozen
     warmup: int = 100
     pretrain_pool: int = 16000
 
@@ -77,11 +76,9 @@ def tiny_backbone_path(recipe: TinyRecipe | None = None, name: str = NAME, build
 
 
 # --------------------------------------------------------------------------- construction
-def build_tokenizer(corpus: list[str], vocab_size: int, append_eos: bool = False):
-    """Byte-level BPE. Llama-style (BOS only) for the LM; ``append_eos=True`` gives the CLIP text tower's
-    tokenizer (same vocabulary), which ends every text with EOS because CLIP pools at the EOS token."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def build_tokenizer(corpus: list[str], vocab_size: int):
+    """Byte-level BPE, Llama-style (BOS prepended, no EOS): the language model's tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     # EOS is NOT id 2: transformers' CLIP text tower treats eos_token_id == 2 as a legacy config and
     # pools at the highest token id instead of at EOS (measured: every caption then pooled at the same
@@ -92,10 +89,23 @@ def build_tokenizer(corpus: list[str], vocab_size: int, append_eos: bool = False
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return _wrap_tokenizer(tok, append_eos=False)
+
+
+def clip_tokenizer_for(tokenizer: Any):
+    """The CLIP text tower's tokenizer: the same vocabulary, every text ended with EOS (CLIP pools there)."""
+    from tokenizers import Tokenizer
+
+    return _wrap_tokenizer(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), append_eos=True)
+
+
+def _wrap_tokenizer(tok: Any, append_eos: bool):
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
     bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
-    # Llama-style: BOS prepended to every encoded text.
-    single = "<s> $A </s>" if append_eos else "<s> $A"
-    tok.post_processor = processors.TemplateProcessing(single=single, pair="<s> $A <s> $B",
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>" if append_eos else "<s> $A",
+                                                       pair="<s> $A <s> $B",
                                                        special_tokens=[("<s>", bos), ("</s>", eos)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    unk_token="<unk>", extra_special_tokens={"image_token": "<image>"},
@@ -170,14 +180,14 @@ def pretrain_clip(clip: Any, processor: Any, clip_tokenizer: Any, recipe: TinyRe
     return float(loss.detach())
 
 
-def _length_grouped_batches(pool: list[dict], batch: int, steps: int, gen: Any, group: int = 8):
-    """Random batches, grouped by prompt length: draw ``group`` batches' worth, sort, split."""
+def _length_grouped_batches(lengths: list[int], batch: int, steps: int, gen: Any, group: int = 8):
+    """Random batches, grouped by length: draw ``group`` batches' worth, sort by length, split."""
     import torch
 
     made = 0
     while made < steps:
-        idx = torch.randint(len(pool), (batch * group,), generator=gen).tolist()
-        idx.sort(key=lambda i: len(pool[i]["prompt"]))
+        idx = torch.randint(len(lengths), (batch * group,), generator=gen).tolist()
+        idx.sort(key=lengths.__getitem__)
         chunks = [idx[k * batch:(k + 1) * batch] for k in range(group)]
         for k in torch.randperm(group, generator=gen).tolist():
             if made == steps:
@@ -186,78 +196,53 @@ def _length_grouped_batches(pool: list[dict], batch: int, steps: int, gen: Any, 
             yield chunks[k]
 
 
-def select_features(model: Any, pixel_values: Any) -> Any:
-    """LLaVA's own feature selection: the configured vision layer, CLS dropped ("default" strategy)."""
-    hidden = model.model.vision_tower(pixel_values, output_hidden_states=True).hidden_states
-    return hidden[model.config.vision_feature_layer][:, 1:]
-
-
-def embed_with_features(model: Any, input_ids: Any, features: Any) -> Any:
-    """Input embeddings with the image-token positions filled by the projected ``features`` (what
-    LLaVA's forward does with ``pixel_values``, from features computed beforehand)."""
-    visual = model.model.multi_modal_projector(features)
-    embeds = model.get_input_embeddings()(input_ids)
-    is_image = (input_ids == model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
-    return embeds.masked_scatter(is_image, visual.to(embeds.dtype))
-
-
-def _encode_pool(model: Any, processor: Any, pool: list[dict], features: bool, chunk: int = 256):
-    """Each pool record tokenized once (ids and labels without padding) and, when the vision tower is
-    frozen, its vision features computed once: per-step collation and vision passes would repeat the
-    same work (they were about a third of the build time)."""
+def _encode_pool(backbone: Any, pool: list[dict], chunk: int = 256) -> tuple[list, list, Any]:
+    """Each pool record tokenized once (ids and labels without padding) and its frozen vision features
+    computed once: per-step collation and vision passes would repeat the same work (they were about a
+    third of the build time)."""
     import torch
 
     from mcit_bench.collate import Collator
-    from mcit_bench.templates import get_template
 
-    collate = Collator(processor, get_template("plain_chat"), train=True)
-    ids, labels, feats = [], [], []
-    with torch.no_grad():
-        for start in range(0, len(pool), chunk):
-            batch = collate(pool[start:start + chunk])
-            for row, mask in enumerate(batch["attention_mask"].bool()):
-                ids.append(batch["input_ids"][row][mask].tolist())
-                labels.append(batch["labels"][row][mask].tolist())
-            if features:
-                feats.append(select_features(model, batch["pixel_values"]))
-    return ids, labels, (torch.cat(feats) if features else None)
+    collate = Collator(backbone.processor, backbone.template, train=True)
+    ids, labels, features = [], [], []
+    for start in range(0, len(pool), chunk):
+        batch = collate(pool[start:start + chunk])
+        for row, mask in enumerate(batch["attention_mask"].bool()):
+            ids.append(batch["input_ids"][row][mask].tolist())
+            labels.append(batch["labels"][row][mask].tolist())
+        features.append(backbone.vision_features(batch["pixel_values"]))
+    return ids, labels, torch.cat(features)
 
 
 def pretrain_llava(model: Any, processor: Any, recipe: TinyRecipe, tick: Callable[[dict], None]) -> float:
     import torch
 
+    from mcit_bench.backbone import Backbone
     from mcit_bench.benchmarks.synthetic import pretraining_record
     from mcit_bench.collate import left_pad
+    from mcit_bench.templates import get_template
 
+    backbone = Backbone(model, processor, get_template("plain_chat"))
     model.requires_grad_(False)
-    lm_params = list(model.model.multi_modal_projector.parameters()) + list(model.model.language_model.parameters()) \
+    trainable = list(model.model.multi_modal_projector.parameters()) + list(model.model.language_model.parameters()) \
         + list(model.lm_head.parameters())
-    groups = [{"params": lm_params, "scale": 1.0}]
-    train_vision = recipe.vision_lr_scale > 0
-    if train_vision:
-        groups.append({"params": list(model.model.vision_tower.parameters()), "scale": recipe.vision_lr_scale})
-    trainable = [p for g in groups for p in g["params"]]
     for p in trainable:
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(groups, lr=recipe.lm_lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(trainable, lr=recipe.lm_lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(recipe.seed)
     pool = [pretraining_record(recipe.seed, i) for i in range(recipe.pretrain_pool)]
     model.eval()
-    pool_ids, pool_labels, pool_features = _encode_pool(model, processor, pool, features=not train_vision)
-    lengths = [{"prompt": "x" * len(i)} for i in pool_ids]  # length grouping by token count
+    pool_ids, pool_labels, pool_features = _encode_pool(backbone, pool)
     pad = processor.tokenizer.pad_token_id
     model.train()
     loss = torch.tensor(0.0)
-    for step, idx in enumerate(_length_grouped_batches(lengths, recipe.lm_batch, recipe.lm_steps, gen)):
+    for step, idx in enumerate(_length_grouped_batches([len(i) for i in pool_ids], recipe.lm_batch,
+                                                       recipe.lm_steps, gen)):
         batch = left_pad([pool_ids[i] for i in idx], [pool_labels[i] for i in idx], pad)
         for group in opt.param_groups:
-            group["lr"] = recipe.lm_lr * group["scale"] * _schedule(step, recipe.lm_steps, recipe.warmup)
-        if train_vision:
-            pixels = processor.image_processor([pool[i]["image"] for i in idx], return_tensors="pt")["pixel_values"]
-            features = select_features(model, pixels)
-        else:
-            features = pool_features[idx]
-        embeds = embed_with_features(model, batch["input_ids"], features)
+            group["lr"] = recipe.lm_lr * _schedule(step, recipe.lm_steps, recipe.warmup)
+        embeds = backbone.embed(batch["input_ids"], backbone.project(pool_features[idx]))
         out = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"],
                     position_ids=(batch["attention_mask"].cumsum(-1) - 1).clamp(min=0))
         opt.zero_grad()
@@ -282,9 +267,8 @@ def build_tiny_backbone(folder: Path, recipe: TinyRecipe | None = None, progress
     recipe = recipe or TinyRecipe()
     start = time.time()
     seed_everything(recipe.seed)
-    corpus = tokenizer_corpus(recipe.seed)
-    tokenizer = build_tokenizer(corpus, recipe.vocab_size)
-    clip_tokenizer = build_tokenizer(corpus, recipe.vocab_size, append_eos=True)
+    tokenizer = build_tokenizer(tokenizer_corpus(recipe.seed), recipe.vocab_size)
+    clip_tokenizer = clip_tokenizer_for(tokenizer)
     processor = build_processor(recipe, tokenizer)
     clip, llava = build_models(recipe, tokenizer)
     bar = tqdm(total=recipe.clip_steps + recipe.lm_steps, desc=f"building {NAME} (one-time)", disable=not progress,

@@ -23,21 +23,19 @@ def test_clip_text_tower_pools_at_the_eos_token(micro_backbone):
 
 
 def test_cached_features_give_llavas_own_loss(micro_backbone):
-    """The pre-training loop embeds precomputed vision features; the loss equals LLaVA's forward on pixels."""
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
-
+    """The pre-training loop embeds vision features computed beforehand (through the Backbone adapter);
+    the loss equals LLaVA's own forward on the pixels."""
+    from mcit_bench.backbone import Backbone
     from mcit_bench.collate import Collator
-    from mcit_bench.templates import get_template
-    from mcit_bench.tiny_backbone import embed_with_features, select_features
 
-    model = LlavaForConditionalGeneration.from_pretrained(micro_backbone).eval()
-    processor = AutoProcessor.from_pretrained(micro_backbone)
-    batch = Collator(processor, get_template("plain_chat"), train=True)([pretraining_record(0, i) for i in range(6)])
+    backbone = Backbone.from_pretrained(micro_backbone)
+    model = backbone.model
+    batch = Collator(backbone.processor, backbone.template, train=True)([pretraining_record(0, i) for i in range(6)])
     positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
     common = {"attention_mask": batch["attention_mask"], "labels": batch["labels"], "position_ids": positions}
     with torch.no_grad():
         native = model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"], **common).loss
-        embeds = embed_with_features(model, batch["input_ids"], select_features(model, batch["pixel_values"]))
+        embeds = backbone.embed(batch["input_ids"], backbone.project(backbone.vision_features(batch["pixel_values"])))
         cached = model(inputs_embeds=embeds, **common).loss
     torch.testing.assert_close(cached, native)
 
