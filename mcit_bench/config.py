@@ -26,6 +26,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "warmup_ratio": 0.03,
     "grad_clip": 1.0,
     "eval_batch_size": 100,
+    # MiB of per-record training encodings kept in memory (0 = none): later epochs skip image decoding,
+    # image processing and tokenization
+    "collate_cache_mb": 512,
     "eval_max_new_tokens": None,  # None: each task's own max_new_tokens
     # records per task; None = the benchmark's default (synthetic: 2000 / 100; real benchmarks: all records)
     "train_size": None,

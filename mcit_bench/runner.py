@@ -139,7 +139,8 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
                              preferred_template=plan.benchmark.template)
     strategy = plan.method_cls(backbone, plan.hparams)
     tasks = [plan.benchmark.task(name) for name in order]
-    collate_train = Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token)
+    collate_train = Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token,
+                             cache_mb=float(plan.hparams["collate_cache_mb"]))
     collate_eval = Collator(backbone.processor, backbone.template, train=False, image_token=backbone.image_token)
     context = RunContext(plan.benchmark, tasks, cfg.seed, run_dir, collate_train, collate_eval)
     seed_everything(cfg.seed)
@@ -211,7 +212,7 @@ def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: An
         steps = int(hp["steps_per_task"])
     strategy.before_task(stage - 1, tasks[stage - 1], data)
     strategy.train()
-    loader = DataLoader(data, batch_size=int(hp["batch_size"]), shuffle=True, drop_last=len(data) >= int(hp["batch_size"]),
+    loader = DataLoader(_undecoded(data), batch_size=int(hp["batch_size"]), shuffle=True, drop_last=len(data) >= int(hp["batch_size"]),
                         collate_fn=collate, generator=torch.Generator().manual_seed(seed), num_workers=0)
     module = ContinualModule(strategy, hp, total_steps=steps)
     trainer = L.Trainer(
@@ -226,6 +227,14 @@ def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: An
     strategy.after_task(stage - 1, tasks[stage - 1], data)
     strategy.merge(stage - 1)
     state.data["seconds"]["train"][str(stage)] = round(time.time() - start, 3)
+
+
+def _undecoded(data: Any) -> Any:
+    """The training split with its images left as bytes: the collator decodes only what it has not cached."""
+    import datasets
+
+    feature = data.features.get("image") if hasattr(data, "features") else None
+    return data.cast_column("image", datasets.Image(decode=False)) if isinstance(feature, datasets.Image) else data
 
 
 def _save_checkpoint(run_dir: Path, stage: int, strategy: Any) -> None:
