@@ -9,7 +9,8 @@ styles             ImageNet-R       name the object class across rendering style
 chart              ArxivQA          multiple-choice question about a rendered bar chart         choice_letter
 degraded_caption   VizWiz-caption   caption a blurred / dark / noisy photo of one object         caption
 icons              IconQA           multiple choice: which icon colour appears most often        choice_letter
-count_math         CLEVR-Math       "Subtract all red objects. How many objects are left?"      number
+count_math         CLEVR-Math       "Subtract all red objects." / "Subtract 2 red objects." /    number
+                                    "Add 1 blue object." + "How many objects are left/there?"
 scene_caption      Flickr30k        caption a two-object scene with its spatial relation         caption
 =================  ===============  ==========================================================  ===========
 
@@ -124,15 +125,24 @@ def make_icons(rng: random.Random) -> Record:
 
 def make_count_math(rng: random.Random) -> Record:
     palette = rng.sample(COLOUR_NAMES, 3)
-    n = rng.randint(3, 7)
-    objects = [(rng.choice(palette), rng.choice(SHAPES), cell) for cell in _distinct_cells(rng, n)]
-    # A quarter of the questions name a colour absent from the scene (the answer is then the total),
-    # as CLEVR-Math's subtraction questions sometimes remove nothing.
-    absent = [c for c in COLOUR_NAMES if c not in {o[0] for o in objects}]
-    target_colour = rng.choice(absent) if rng.random() < 0.25 else rng.choice([o[0] for o in objects])
-    left = sum(1 for o in objects if o[0] != target_colour)
-    prompt = f"Subtract all {target_colour} objects. How many objects are left?"
-    return _record(grid_scene(objects), prompt, str(left))
+    objects = [(rng.choice(palette), rng.choice(SHAPES), cell) for cell in _distinct_cells(rng, rng.randint(2, 6))]
+    # CLEVR-Math's three question families, in equal shares: subtract every object of a colour,
+    # subtract a number of objects of a colour, add a number of objects.
+    family = rng.randrange(3)
+    if family == 0:
+        # A quarter name a colour absent from the scene: nothing is removed (as in CLEVR-Math).
+        absent = [c for c in COLOUR_NAMES if c not in {o[0] for o in objects}]
+        colour = rng.choice(absent) if rng.random() < 0.25 else rng.choice([o[0] for o in objects])
+        question, left = f"Subtract all {colour} objects.", sum(1 for o in objects if o[0] != colour)
+        return _record(grid_scene(objects), f"{question} How many objects are left?", str(left))
+    if family == 1:
+        colour = rng.choice([o[0] for o in objects])
+        k = rng.randint(1, sum(1 for o in objects if o[0] == colour))
+        question = f"Subtract {k} {colour} object{'s' if k > 1 else ''}."
+        return _record(grid_scene(objects), f"{question} How many objects are left?", str(len(objects) - k))
+    colour, k = rng.choice(COLOUR_NAMES), rng.randint(1, 3)
+    question = f"Add {k} {colour} object{'s' if k > 1 else ''}."
+    return _record(grid_scene(objects), f"{question} How many objects are there?", str(len(objects) + k))
 
 
 def _scene_refs(a: str, rel: str, b: str, inverse: str) -> list[str]:
@@ -180,8 +190,8 @@ TASKS: list[TaskSpec] = [
              description="caption a blurry/dark/noisy photo of one object, 5 references"),
     TaskSpec("icons", "IconQA", "choice_letter", "strict", chance=100 / 3, max_new_tokens=4,
              description="which icon colour appears most often, 3 options"),
-    TaskSpec("count_math", "CLEVR-Math", "number", chance=100 / 8, max_new_tokens=4,
-             description="subtract all objects of a colour and count the rest (answers 0-7)"),
+    TaskSpec("count_math", "CLEVR-Math", "number", chance=100 / 10, max_new_tokens=4,
+             description="count after subtracting all objects of a colour, k objects of a colour, or adding k (answers 0-9)"),
     TaskSpec("scene_caption", "Flickr30k", "caption", "synthetic", max_new_tokens=16,
              description="caption a two-object scene with its spatial relation, 5 references"),
 ]

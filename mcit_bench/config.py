@@ -20,8 +20,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "weight_decay": 0.0,
     "batch_size": 16,
-    # 350: trained alone from the built-in backbone, chart goes from 54 to 100 and count_math from 22 to
-    # 42 between 200 and 400 steps; 350 keeps `mcit-bench run` within 5 minutes on 2 cores.
+    # 350: lora-ft's diagonal on order 3 is 83.2 (r4 backbone); each step is ~0.12 s on 2 cores, so more
+    # steps would push `mcit-bench run` past 5 minutes (measured 5 min 3 s at 375 steps).
     "steps_per_task": 350,
     "warmup_ratio": 0.03,
     "grad_clip": 1.0,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 NAME = "tiny-llava"
-RECIPE_VERSION = "3"  # bump whenever the recipe code or the synthetic world changes
+RECIPE_VERSION = "4"  # bump whenever the recipe code or the synthetic world changes
 
 
 @dataclass(frozen=True)
