@@ -82,10 +82,15 @@ def make_styles(rng: random.Random) -> Record:
     return _record(image, "What kind of object is rendered in this image? Answer with its name.", name)
 
 
-def make_chart(rng: random.Random) -> Record:
+def _random_bars(rng: random.Random) -> tuple[list[int], list[str]]:
+    """Four bars (pixel heights, colours), left to right. Heights are whole grid cells (1-4 patches
+    tall, all different): one bar per patch column."""
     colours = rng.sample(COLOUR_NAMES, 4)
-    # Heights are whole grid cells (1-4 patches tall, all different): one bar per patch column.
-    heights = [cells * 16 - 4 for cells in rng.sample(range(1, GRID + 1), 4)]
+    return [cells * 16 - 4 for cells in rng.sample(range(1, GRID + 1), 4)], colours
+
+
+def make_chart(rng: random.Random) -> Record:
+    heights, colours = _random_bars(rng)
     ask_tallest = rng.random() < 0.5
     pick = heights.index(max(heights) if ask_tallest else min(heights))
     # Options list the bars left to right: the tiny backbone answers from the picture; binding
@@ -133,16 +138,16 @@ def make_count_math(rng: random.Random) -> Record:
         # A quarter name a colour absent from the scene: nothing is removed (as in CLEVR-Math).
         absent = [c for c in COLOUR_NAMES if c not in {o[0] for o in objects}]
         colour = rng.choice(absent) if rng.random() < 0.25 else rng.choice([o[0] for o in objects])
-        question, left = f"Subtract all {colour} objects.", sum(1 for o in objects if o[0] != colour)
-        return _record(grid_scene(objects), f"{question} How many objects are left?", str(left))
-    if family == 1:
+        question, answer = f"Subtract all {colour} objects.", sum(1 for o in objects if o[0] != colour)
+    elif family == 1:
         colour = rng.choice([o[0] for o in objects])
         k = rng.randint(1, sum(1 for o in objects if o[0] == colour))
-        question = f"Subtract {k} {colour} object{'s' if k > 1 else ''}."
-        return _record(grid_scene(objects), f"{question} How many objects are left?", str(len(objects) - k))
-    colour, k = rng.choice(COLOUR_NAMES), rng.randint(1, 3)
-    question = f"Add {k} {colour} object{'s' if k > 1 else ''}."
-    return _record(grid_scene(objects), f"{question} How many objects are there?", str(len(objects) + k))
+        question, answer = f"Subtract {k} {colour} object{'s' if k > 1 else ''}.", len(objects) - k
+    else:
+        colour, k = rng.choice(COLOUR_NAMES), rng.randint(1, 3)
+        question, answer = f"Add {k} {colour} object{'s' if k > 1 else ''}.", len(objects) + k
+    ask = "How many objects are there?" if family == 2 else "How many objects are left?"
+    return _record(grid_scene(objects), f"{question} {ask}", str(answer))
 
 
 def _scene_refs(a: str, rel: str, b: str, inverse: str) -> list[str]:
@@ -254,8 +259,7 @@ def _pretrain_caption(rng: random.Random) -> Record:
 
 
 def _pretrain_bar_colour(rng: random.Random) -> Record:
-    colours = rng.sample(COLOUR_NAMES, 4)
-    heights = [cells * 16 - 4 for cells in rng.sample(range(1, GRID + 1), 4)]
+    heights, colours = _random_bars(rng)
     extreme = rng.choice(("tallest", "shortest"))
     pick = heights.index(max(heights) if extreme == "tallest" else min(heights))
     return _record(bar_chart(heights, colours), f"What colour is the {extreme} bar?", colours[pick])
@@ -393,8 +397,7 @@ def clip_pair(seed: int, index: int) -> tuple[Any, str]:
         objects = sorted(_random_objects(rng, 1, 3), key=lambda o: o[2])
         words = ", ".join(f"{c} {s}" for c, s, _ in objects)
         return grid_scene(objects), f"{_COUNT_WORDS[len(objects)]} small objects: {words}"
-    colours = rng.sample(COLOUR_NAMES, 4)
-    heights = [cells * 16 - 4 for cells in rng.sample(range(1, GRID + 1), 4)]
+    heights, colours = _random_bars(rng)
     ranked = [c for _, c in sorted(zip(heights, colours), reverse=True)]
     return bar_chart(heights, colours), "bars from tallest to shortest: " + ", ".join(ranked)
 

@@ -86,6 +86,12 @@ class Collator:
             batch["task_ids"] = torch.tensor([r["task_id"] for r in records])
         return batch
 
+    def clear_cache(self) -> None:
+        """Forget the cached encodings (the runner calls it per training stage: a finished task's
+        records would only hold memory and the budget)."""
+        self._cache.clear()
+        self._cached_bytes = 0
+
     def _key(self, record: dict[str, Any]) -> tuple | None:
         uid = record.get("uid")
         return (uid, record["prompt"], record["target"] if self.train else None) if self.cache_bytes and uid else None

@@ -210,6 +210,7 @@ def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: An
     else:
         data = plan.benchmark.train_split(tasks[stage - 1].name)
         steps = int(hp["steps_per_task"])
+    collate.clear_cache()
     strategy.before_task(stage - 1, tasks[stage - 1], data)
     strategy.train()
     loader = DataLoader(_undecoded(data), batch_size=int(hp["batch_size"]), shuffle=True, drop_last=len(data) >= int(hp["batch_size"]),

@@ -36,6 +36,9 @@ def test_cached_batches_equal_fresh_ones(micro_backbone):
     _assert_same(cached(mixed), fresh([data[i] for i in (3, 5, 0, 7)]))
     assert len(cached._cache) == 6
     assert (cached(mixed)["labels"] != -100).any()  # answers are part of the cached entry
+    cached.clear_cache()  # the runner does this per training stage
+    assert not cached._cache and cached._cached_bytes == 0
+    _assert_same(cached(mixed), fresh([data[i] for i in (3, 5, 0, 7)]))
 
 
 def test_cache_budget_and_eval_keys(micro_backbone):
