@@ -55,6 +55,20 @@ def _native_logits(bb: Backbone, batch: dict) -> torch.Tensor:
                     position_ids=positions, **extra).logits
 
 
+@pytest.mark.parametrize("family", ["llava", "instructblip", "qwen2_vl"])
+def test_lm_loss_equals_cross_entropy_of_the_native_logits(checkpoints, family: str) -> None:
+    # lm_loss runs the head on labelled positions only; the value must be the stock model's loss.
+    bb = _load(checkpoints[family])
+    batch = Collator(bb.processor, bb.template, train=True, image_token=bb.image_token)(_records())
+    with torch.no_grad():
+        embeds = bb.embed(batch["input_ids"], bb.visual_tokens(batch))
+        ours = bb.lm_loss(embeds, batch["attention_mask"], batch["labels"], bb.position_ids(batch))
+        logits = _native_logits(bb, batch)
+    native = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(),
+                                               ignore_index=-100)
+    assert torch.allclose(ours, native, atol=1e-5), (ours, native)
+
+
 @pytest.mark.parametrize("family,cls_name,template", [
     ("llava", "Backbone", "vicuna_v1"),
     ("instructblip", "InstructBlipBackbone", "instructblip"),
