@@ -176,7 +176,13 @@ def _fmt(value: Any) -> str:
 
 def _format_summary(summary: dict[str, Any]) -> str:
     keys = ("avg", "last", "mft", "bwt", "fgt", "fwd")
-    return "  ".join(f"{k}={_fmt(summary.get(k))}" for k in keys)
+    line = "  ".join(f"{k}={_fmt(summary.get(k))}" for k in keys)
+    zero = summary.get("zero_shot") or {}
+    if zero:
+        above = [f"{name} {_fmt(z['score'])} (shuffled {_fmt(z['shuffled'])}, p={z['p_value']:.2f})"
+                 for name, z in zero.items() if z["above_chance"]]
+        line += f"\nzero-shot above chance on {len(above)} of {len(zero)} tasks" + (f": {', '.join(above)}" if above else "")
+    return line
 
 
 def cmd_convert(args: argparse.Namespace) -> int:

@@ -9,6 +9,9 @@ import torch
 from .collate import to_device
 from .strategy import Strategy
 
+SHUFFLE_SHIFTS = 19  # the smallest p-value is then 1/20 = 0.05
+ALPHA = 0.05
+
 
 @dataclass
 class CellResult:
@@ -33,8 +36,29 @@ def predict(strategy: Strategy, records: Any, collate: Callable, batch_size: int
     return answers
 
 
+def shuffled_baseline(scorer: Any, answers: list[str], records: list[dict[str, Any]], score: float,
+                      shifts: int = SHUFFLE_SHIFTS) -> dict[str, float | None]:
+    """The chance level of this model's OWN answers: the same answers scored against other samples.
+
+    Shift k pairs answer i with record (i + k) mod n, for k = 1..``shifts`` (every answer meets another
+    sample). ``shuffled`` is the mean score over the shifts: a backbone that answers one letter to every
+    question scores its share of that letter on its own samples and exactly as much here. ``p_value`` is
+    the shift-permutation test of "the answers do not depend on their sample": (1 + number of shifts
+    scoring at least ``score``) / (shifts + 1); 0.05 with 19 shifts means the answers beat every shift.
+    Both None with fewer than two records.
+    """
+    n = len(records)
+    if n < 2:
+        return {"shuffled": None, "p_value": None}
+    shifts = min(shifts, n - 1)
+    scores = [float(scorer.score(answers, [records[(i + k) % n] for i in range(n)]).score) for k in range(1, shifts + 1)]
+    return {"shuffled": sum(scores) / shifts, "p_value": (1 + sum(s >= score for s in scores)) / (shifts + 1)}
+
+
 def evaluate_cell(strategy: Strategy, test_data: Any, task: Any, collate: Callable, batch_size: int,
-                  max_new_tokens: int | None, device: torch.device) -> CellResult:
+                  max_new_tokens: int | None, device: torch.device, baseline: bool = False) -> CellResult:
+    """Score one (stage, task) cell; ``baseline`` adds ``details["shuffled"]`` and ``details["p_value"]``
+    (see ``shuffled_baseline``)."""
     import time
 
     from .scorers import get_scorer
@@ -43,6 +67,33 @@ def evaluate_cell(strategy: Strategy, test_data: Any, task: Any, collate: Callab
     answers = predict(strategy, test_data, collate, batch_size, max_new_tokens or task.max_new_tokens, device)
     records = [{k: v for k, v in r.items() if k != "image"} for r in test_data.remove_columns("image")] \
         if hasattr(test_data, "remove_columns") else [{k: v for k, v in r.items() if k != "image"} for r in test_data]
-    result = get_scorer(task.scorer, task.scorer_variant).score(answers, records)
+    scorer = get_scorer(task.scorer, task.scorer_variant)
+    result = scorer.score(answers, records)
+    details = dict(result.details)
+    if baseline:
+        details.update(shuffled_baseline(scorer, answers, records, float(result.score)))
     predictions = [{"uid": r["uid"], "text": a} for r, a in zip(records, answers)]
-    return CellResult(float(result.score), dict(result.details), predictions, time.perf_counter() - start)
+    return CellResult(float(result.score), details, predictions, time.perf_counter() - start)
+
+
+def zero_shot_report(cells: dict[str, dict[str, Any]], tasks: list[Any]) -> dict[str, dict[str, Any]]:
+    """Stage 0 (the untouched backbone) against the chance levels of each task.
+
+    ``chance``: uniform guessing over a closed answer set (None for open answers, e.g. captions);
+    ``shuffled`` / ``p_value``: the backbone's own answers scored against other samples
+    (``shuffled_baseline``). ``above_chance``: above uniform chance where it is defined AND
+    ``p_value`` <= 0.05 (the answers beat every shifted pairing). A backbone that answers every question
+    of a task with one letter scores that letter's share, perhaps above uniform chance, but never
+    beats its shifted pairings: it is not above chance there.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        cell = cells.get(task.name)
+        if cell is None:
+            continue
+        details = cell.get("details", {})
+        p_value = details.get("p_value")
+        above = p_value is not None and p_value <= ALPHA and (task.chance is None or cell["score"] > task.chance)
+        out[task.name] = {"score": cell["score"], "chance": task.chance, "shuffled": details.get("shuffled"),
+                          "p_value": p_value, "above_chance": above}
+    return out

@@ -172,7 +172,8 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
 
             strategy.on_evaluate(stage, col)
             result = evaluate_cell(strategy, test_sets[task.name], task, collate_eval,
-                                   int(plan.hparams["eval_batch_size"]), plan.hparams["eval_max_new_tokens"], device)
+                                   int(plan.hparams["eval_batch_size"]), plan.hparams["eval_max_new_tokens"], device,
+                                   baseline=(stage == 0))
             lines = "".join(json.dumps(p) + "\n" for p in result.predictions)
             atomic_write_bytes(run_dir / "predictions" / f"stage{stage}" / f"{task.name}.jsonl", lines.encode())
             state.set_cell(stage, task.name, {"score": result.score, "details": result.details,
@@ -267,6 +268,7 @@ def backbone_checkpoint(spec: str, strategy: Any) -> str:
 def write_results(plan: Plan, state: RunState, strategy: Any, started: float, complete: bool) -> dict[str, Any]:
     from . import metrics
     from .environment import fingerprint
+    from .evaluation import zero_shot_report
     from .matrix_io import write_matrix_csv
 
     order, run_dir = plan.order, plan.run_dir
@@ -290,6 +292,7 @@ def write_results(plan: Plan, state: RunState, strategy: Any, started: float, co
         "tasks": order,
         "complete": complete,
         "scorers": {t.name: {"scorer": t.scorer, "variant": t.scorer_variant, "chance": t.chance} for t in tasks},
+        "zero_shot": zero_shot_report(state.data["cells"].get("0", {}), tasks),
         "trainable_parameters": strategy.trainable_parameter_count(),
         "strategy": strategy.report(),
         "timings": {"train_seconds": seconds["train"], "eval_seconds_total": round(sum(seconds["eval"].values()), 3),
