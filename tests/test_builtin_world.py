@@ -62,3 +62,22 @@ def test_pretraining_mixture_asks_none_of_the_task_questions():
                       for t in TASK_MAKERS for i in range(40)}
     pretrain_questions = {pretraining_record(0, i)["prompt"].split("\n")[0] for i in range(40 * len(PRETRAIN_MAKERS))}
     assert not task_questions & pretrain_questions
+
+
+def test_chart_lists_colours_in_canonical_order_and_answers_the_asked_bar():
+    from mcit_bench.benchmarks.synthetic import COLOUR_NAMES, LETTERS
+
+    for record in generate_records("chart", "test", 40, 0):
+        options = record["choices"]
+        assert options == sorted(options, key=COLOUR_NAMES.index)
+        pixels = np.asarray(record["image"])
+        heights = {c: int((pixels == COLOURS[c]).all(-1).sum()) for c in options}  # bars share one width
+        asked = max if "tallest" in record["prompt"] else min
+        assert record["target"] == LETTERS[options.index(asked(heights, key=heights.get))]
+
+
+def test_pretraining_asks_captions_and_counts_in_several_phrasings():
+    from mcit_bench.benchmarks.synthetic import CAPTION_PROMPTS, COUNT_PROMPTS
+
+    prompts = {pretraining_record(0, i)["prompt"] for i in range(60 * len(PRETRAIN_MAKERS))}
+    assert set(CAPTION_PROMPTS) <= prompts and set(COUNT_PROMPTS) <= prompts
