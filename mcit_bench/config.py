@@ -32,6 +32,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # image processing and tokenization
     "collate_cache_mb": 512,
     "eval_max_new_tokens": None,  # None: each task's own max_new_tokens
+    # shifted pairings that give the zero-shot row its shuffled chance level and p-value (evaluation.py);
+    # each one re-scores stage 0 (cheap, except Java-backed caption metrics on 3000 records); 0 = off
+    "chance_shifts": 19,
     # records per task; None = the benchmark's default (synthetic: 2000 / 100; real benchmarks: all records)
     "train_size": None,
     "test_size": None,

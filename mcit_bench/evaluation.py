@@ -9,7 +9,7 @@ import torch
 from .collate import to_device
 from .strategy import Strategy
 
-SHUFFLE_SHIFTS = 19  # the smallest p-value is then 1/20 = 0.05
+SHUFFLE_SHIFTS = 19  # the smallest p-value is then 1/20 = 0.05 (the runner's default `chance_shifts`)
 ALPHA = 0.05
 
 
@@ -56,9 +56,9 @@ def shuffled_baseline(scorer: Any, answers: list[str], records: list[dict[str, A
 
 
 def evaluate_cell(strategy: Strategy, test_data: Any, task: Any, collate: Callable, batch_size: int,
-                  max_new_tokens: int | None, device: torch.device, baseline: bool = False) -> CellResult:
-    """Score one (stage, task) cell; ``baseline`` adds ``details["shuffled"]`` and ``details["p_value"]``
-    (see ``shuffled_baseline``)."""
+                  max_new_tokens: int | None, device: torch.device, chance_shifts: int = 0) -> CellResult:
+    """Score one (stage, task) cell; ``chance_shifts`` > 0 adds ``details["shuffled"]`` and
+    ``details["p_value"]`` over that many shifted pairings (see ``shuffled_baseline``)."""
     import time
 
     from .scorers import get_scorer
@@ -70,8 +70,8 @@ def evaluate_cell(strategy: Strategy, test_data: Any, task: Any, collate: Callab
     scorer = get_scorer(task.scorer, task.scorer_variant)
     result = scorer.score(answers, records)
     details = dict(result.details)
-    if baseline:
-        details.update(shuffled_baseline(scorer, answers, records, float(result.score)))
+    if chance_shifts > 0:
+        details.update(shuffled_baseline(scorer, answers, records, float(result.score), chance_shifts))
     predictions = [{"uid": r["uid"], "text": a} for r, a in zip(records, answers)]
     return CellResult(float(result.score), details, predictions, time.perf_counter() - start)
 
@@ -82,7 +82,8 @@ def zero_shot_report(cells: dict[str, dict[str, Any]], tasks: list[Any]) -> dict
     ``chance``: uniform guessing over a closed answer set (None for open answers, e.g. captions);
     ``shuffled`` / ``p_value``: the backbone's own answers scored against other samples
     (``shuffled_baseline``). ``above_chance``: above uniform chance where it is defined AND
-    ``p_value`` <= 0.05 (the answers beat every shifted pairing). A backbone that answers every question
+    ``p_value`` <= 0.05 (with 19 shifts: the answers beat every shifted pairing; with fewer shifts, or
+    none, it cannot be shown and is False). A backbone that answers every question
     of a task with one letter scores that letter's share, perhaps above uniform chance, but never
     beats its shifted pairings: it is not above chance there.
     """

@@ -173,7 +173,7 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
             strategy.on_evaluate(stage, col)
             result = evaluate_cell(strategy, test_sets[task.name], task, collate_eval,
                                    int(plan.hparams["eval_batch_size"]), plan.hparams["eval_max_new_tokens"], device,
-                                   baseline=(stage == 0))
+                                   chance_shifts=int(plan.hparams["chance_shifts"]) if stage == 0 else 0)
             lines = "".join(json.dumps(p) + "\n" for p in result.predictions)
             atomic_write_bytes(run_dir / "predictions" / f"stage{stage}" / f"{task.name}.jsonl", lines.encode())
             state.set_cell(stage, task.name, {"score": result.score, "details": result.details,

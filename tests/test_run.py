@@ -23,6 +23,9 @@ def test_quick_run_writes_everything(tmp_path: Path, micro_backbone: Path) -> No
     for key in ("avg", "last", "mft", "bwt", "fgt", "fwd", "curves", "scorers", "timings", "environment"):
         assert key in summary
     assert summary["complete"] is True and summary["trainable_parameters"] > 0
+    zero = summary["zero_shot"]  # 8 test records: 7 shifts, so the p-value is at least 1/8 and never "above"
+    assert set(zero) == set(names) and all(z["p_value"] >= 1 / 8 and not z["above_chance"] for z in zero.values())
+    assert zero["styles"]["score"] == R[0, names.index("styles")] and zero["chart"]["chance"] == 25.0
     assert (run / "fgt.csv").is_file() and (run / "fwd.csv").is_file() and (run / "config.yaml").is_file()
     preds = (run / "predictions" / "stage6" / "styles.jsonl").read_text().splitlines()
     assert len(preds) == 8 and set(json.loads(preds[0])) == {"uid", "text"}
