@@ -22,8 +22,10 @@ class CellResult:
 
 
 def predict(strategy: Strategy, records: Any, collate: Callable, batch_size: int, max_new_tokens: int,
-            device: torch.device) -> list[str]:
-    """Greedy answers for every record of ``records`` (a datasets.Dataset or a list of dicts)."""
+            device: torch.device, untouched: bool = False) -> list[str]:
+    """Greedy answers for every record of ``records`` (a datasets.Dataset or a list of dicts); ``untouched``:
+    the backbone's own (``Strategy.generate_untouched``), not the method's."""
+    generate = strategy.generate_untouched if untouched else strategy.generate
     strategy.eval()
     answers: list[str] = []
     for start in range(0, len(records), batch_size):
@@ -32,7 +34,7 @@ def predict(strategy: Strategy, records: Any, collate: Callable, batch_size: int
             chunk = [dict(zip(chunk, values)) for values in zip(*chunk.values())]
         batch = collate(chunk)
         batch = to_device(batch, device)
-        answers.extend(strategy.generate(batch, max_new_tokens))
+        answers.extend(generate(batch, max_new_tokens))
     return answers
 
 
@@ -56,15 +58,18 @@ def shuffled_baseline(scorer: Any, answers: list[str], records: list[dict[str, A
 
 
 def evaluate_cell(strategy: Strategy, test_data: Any, task: Any, collate: Callable, batch_size: int,
-                  max_new_tokens: int | None, device: torch.device, chance_shifts: int = 0) -> CellResult:
-    """Score one (stage, task) cell; ``chance_shifts`` > 0 adds ``details["shuffled"]`` and
-    ``details["p_value"]`` over that many shifted pairings (see ``shuffled_baseline``)."""
+                  max_new_tokens: int | None, device: torch.device, untouched: bool = False,
+                  chance_shifts: int = 0) -> CellResult:
+    """Score one (stage, task) cell; ``untouched``: the backbone's own answers (stage 0); ``chance_shifts``
+    > 0 adds ``details["shuffled"]`` and ``details["p_value"]`` over that many shifted pairings (see
+    ``shuffled_baseline``)."""
     import time
 
     from .scorers import get_scorer
 
     start = time.perf_counter()
-    answers = predict(strategy, test_data, collate, batch_size, max_new_tokens or task.max_new_tokens, device)
+    answers = predict(strategy, test_data, collate, batch_size, max_new_tokens or task.max_new_tokens, device,
+                      untouched)
     records = [{k: v for k, v in r.items() if k != "image"} for r in test_data.remove_columns("image")] \
         if hasattr(test_data, "remove_columns") else [{k: v for k, v in r.items() if k != "image"} for r in test_data]
     scorer = get_scorer(task.scorer, task.scorer_variant)

@@ -1,6 +1,7 @@
 """The task-sequence loop: train a strategy task by task and fill the accuracy matrix.
 
-Stage 0 evaluates the untouched backbone on every task (zero-shot row). Stage t trains the t-th task
+Stage 0 evaluates the untouched backbone on every task (zero-shot row), through
+``Strategy.generate_untouched`` whatever the method inserts once it learns. Stage t trains the t-th task
 of the order with one ``Trainer.fit`` and then evaluates EVERY task, future ones included
 (``eval_mode="lower"`` skips the upper triangle; those cells stay empty, never 0).
 
@@ -173,6 +174,7 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
             strategy.on_evaluate(stage, col)
             result = evaluate_cell(strategy, test_sets[task.name], task, collate_eval,
                                    int(plan.hparams["eval_batch_size"]), plan.hparams["eval_max_new_tokens"], device,
+                                   untouched=(stage == 0),
                                    chance_shifts=int(plan.hparams["chance_shifts"]) if stage == 0 else 0)
             lines = "".join(json.dumps(p) + "\n" for p in result.predictions)
             atomic_write_bytes(run_dir / "predictions" / f"stage{stage}" / f"{task.name}.jsonl", lines.encode())

@@ -13,6 +13,7 @@ Lifecycle, driven by the runner (``mcit_bench.runner``) for a task order of T ta
         merge(t)                          # training-free merging (MAny's CPM/LPM)
         evaluate every task with generate(batch)  -> prepare_inputs(batch, training=False) is the
                                                      inference hook for routing / prompt selection
+    (stage 0, before the first task, is the untouched backbone: ``generate_untouched``)
 
 State for resume: ``checkpoint()`` / ``restore(checkpoint)`` at task boundaries.
 """
@@ -135,6 +136,19 @@ class Strategy(nn.Module):
     @torch.no_grad()
     def generate(self, batch: dict[str, Any], max_new_tokens: int) -> list[str]:
         inputs = self.prepare_inputs(batch, training=False)
+        return self.backbone.generate(inputs.inputs_embeds, inputs.attention_mask, max_new_tokens,
+                                      position_ids=inputs.extras.get("position_ids"))
+
+    @torch.no_grad()
+    def generate_untouched(self, batch: dict[str, Any], max_new_tokens: int) -> list[str]:
+        """The untouched backbone's answers: what the runner evaluates at stage 0 (the zero-shot row).
+
+        The base class's inputs, whatever a method inserts or routes: an untrained prompt pool (Fwd-Prompt)
+        would otherwise stand between the backbone and the zero-shot row, and a method's forward transfer
+        would be measured against its own random initialisation. LoRA injected in ``setup`` starts at zero
+        (peft's default), so it changes nothing here.
+        """
+        inputs = Strategy.prepare_inputs(self, batch, training=False)
         return self.backbone.generate(inputs.inputs_embeds, inputs.attention_mask, max_new_tokens,
                                       position_ids=inputs.extras.get("position_ids"))
 

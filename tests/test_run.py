@@ -85,3 +85,30 @@ def test_eval_lower_leaves_upper_triangle_missing(tmp_path: Path, micro_backbone
     assert np.isnan(R[1, 1]) and not np.isnan(R[1, 0]) and not np.isnan(R[0]).any()
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["fwd"] is None and summary["last"] is not None
+
+
+def test_every_method_starts_from_the_untouched_backbone(tmp_path: Path, micro_backbone: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stage 0 is the zero-shot row of the backbone itself: a method's untrained additions (Fwd-Prompt's
+    prompt pool, ModalPrompt's or MAny's structures) must not reach the language model. The micro
+    backbone's answers hardly depend on their inputs, so the test compares what the LM is given."""
+    from mcit_bench.backbone import Backbone
+    from mcit_bench.registry import list_methods
+
+    seen: list[tuple] = []
+    original = Backbone.generate
+
+    def recording(self, inputs_embeds, attention_mask, max_new_tokens, position_ids=None):
+        seen.append((tuple(inputs_embeds.shape), round(float(inputs_embeds.double().sum()), 6)))
+        return original(self, inputs_embeds, attention_mask, max_new_tokens, position_ids=position_ids)
+
+    monkeypatch.setattr(Backbone, "generate", recording)
+    monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "0")
+    inputs = {}
+    for method in list_methods():
+        seen.clear()
+        with pytest.raises(SystemExit):
+            main(quick_args(tmp_path / method, method, "1"))
+        inputs[method] = list(seen)
+    assert {"fwd-prompt", "modalprompt", "many", "lora-ft"} <= set(inputs) and len(inputs["zero-shot"]) == 6
+    assert all(x == inputs["zero-shot"] for x in inputs.values()), [m for m, x in inputs.items() if x != inputs["zero-shot"]]
