@@ -135,9 +135,7 @@ class Strategy(nn.Module):
 
     @torch.no_grad()
     def generate(self, batch: dict[str, Any], max_new_tokens: int) -> list[str]:
-        inputs = self.prepare_inputs(batch, training=False)
-        return self.backbone.generate(inputs.inputs_embeds, inputs.attention_mask, max_new_tokens,
-                                      position_ids=inputs.extras.get("position_ids"))
+        return self._decode(self.prepare_inputs(batch, training=False), max_new_tokens)
 
     @torch.no_grad()
     def generate_untouched(self, batch: dict[str, Any], max_new_tokens: int) -> list[str]:
@@ -148,7 +146,9 @@ class Strategy(nn.Module):
         would be measured against its own random initialisation. LoRA injected in ``setup`` starts at zero
         (peft's default), so it changes nothing here.
         """
-        inputs = Strategy.prepare_inputs(self, batch, training=False)
+        return self._decode(Strategy.prepare_inputs(self, batch, training=False), max_new_tokens)
+
+    def _decode(self, inputs: ModelInputs, max_new_tokens: int) -> list[str]:
         return self.backbone.generate(inputs.inputs_embeds, inputs.attention_mask, max_new_tokens,
                                       position_ids=inputs.extras.get("position_ids"))
 
