@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from .backbone import Backbone
+    from .backbones.llava import Backbone
     from .benchmark import Benchmark, TaskSpec
 
 

@@ -58,7 +58,7 @@ import torch
 from torch import nn
 
 from mcit_bench import subspace
-from mcit_bench.backbone import SIDECAR
+from mcit_bench.backbones.llava import SIDECAR
 from mcit_bench.collate import insert_after_bos, to_device
 from mcit_bench.errors import UserError
 from mcit_bench.registry import register_method

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mcit_bench.backbone import Backbone
+from mcit_bench.backbones.llava import Backbone
 from mcit_bench.cli import main
 from mcit_bench.collate import Collator
 from mcit_bench.errors import UserError
@@ -43,7 +43,7 @@ def _native_logits(bb: Backbone, batch: dict) -> torch.Tensor:
     """The stock model's forward on the collated batch (its own image merging and positions)."""
     mask = batch["attention_mask"]
     if bb.family == "qwen2_vl":
-        from mcit_bench.backbone_qwen2vl import unpack_grids
+        from mcit_bench.backbones.qwen2vl import unpack_grids
 
         grids = unpack_grids(batch["pixel_values"])
         flat = torch.cat([batch["pixel_values"][i, 1:1 + int(g.prod())] for i, g in enumerate(grids)])

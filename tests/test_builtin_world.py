@@ -11,7 +11,7 @@ from mcit_bench.benchmarks.synthetic import PRETRAIN_MAKERS, TASK_MAKERS, _rng, 
 def test_clip_text_tower_pools_at_the_eos_token(micro_backbone):
     """transformers' CLIP pools at the highest token id when eos_token_id == 2 (a legacy config): the
     recipe's tokenizer must give EOS another id and end every CLIP text with it."""
-    from mcit_bench.backbone import load_clip
+    from mcit_bench.backbones.llava import load_clip
 
     clip, tokenizer = load_clip(micro_backbone / "clip")
     assert clip.config.text_config.eos_token_id == tokenizer.eos_token_id != 2
@@ -25,7 +25,7 @@ def test_clip_text_tower_pools_at_the_eos_token(micro_backbone):
 def test_cached_features_give_llavas_own_loss(micro_backbone):
     """The pre-training loop embeds vision features computed beforehand (through the Backbone adapter);
     the loss equals LLaVA's own forward on the pixels."""
-    from mcit_bench.backbone import Backbone
+    from mcit_bench.backbones.llava import Backbone
     from mcit_bench.collate import Collator
 
     backbone = Backbone.from_pretrained(micro_backbone)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datasets
 import torch
 
-from mcit_bench.backbone import Backbone
+from mcit_bench.backbones.llava import Backbone
 from mcit_bench.benchmarks.synthetic import load_synthetic
 from mcit_bench.collate import Collator
 

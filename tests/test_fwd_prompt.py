@@ -100,7 +100,7 @@ def test_select_top_on_constructed_keys() -> None:
 # ---------------------------------------------------------------- on the micro backbone
 @pytest.fixture(scope="module")
 def backbone(micro_backbone: Path):
-    from mcit_bench.backbone import Backbone
+    from mcit_bench.backbones.llava import Backbone
 
     return Backbone.from_pretrained(micro_backbone)
 

@@ -99,7 +99,7 @@ def test_cpm_routes_to_own_projector_and_tau_zero_is_hard_routing() -> None:
 
 # ---------------------------------------------------------------------------- the strategy on the micro backbone
 def _strategy(micro_backbone: Path, **overrides):
-    from mcit_bench.backbone import Backbone
+    from mcit_bench.backbones.llava import Backbone
     from mcit_bench.benchmark import load_benchmark
     from mcit_bench.collate import Collator
     from mcit_bench.config import resolve_hparams

@@ -27,7 +27,7 @@ def bench():
 
 
 def make_strategy(micro_backbone: Path, bench, **overrides):
-    from mcit_bench.backbone import Backbone
+    from mcit_bench.backbones.llava import Backbone
     from mcit_bench.config import TRAIN_DEFAULTS
     from mcit_bench.strategy import RunContext
 

@@ -92,7 +92,7 @@ def test_every_method_starts_from_the_untouched_backbone(tmp_path: Path, micro_b
     """Stage 0 is the zero-shot row of the backbone itself: a method's untrained additions (Fwd-Prompt's
     prompt pool, ModalPrompt's or MAny's structures) must not reach the language model. The micro
     backbone's answers hardly depend on their inputs, so the test compares what the LM is given."""
-    from mcit_bench.backbone import Backbone
+    from mcit_bench.backbones.llava import Backbone
     from mcit_bench.registry import list_methods
 
     seen: list[tuple] = []

@@ -14,7 +14,7 @@ from mcit_bench.config import load_order
 from mcit_bench.errors import UserError
 
 from conftest import MICRO
-from native_fixtures import UCIT, coco_refs, make_ucit, ucit_task_dir
+from native_fixtures import UCIT, make_ucit, ucit_task_dir
 
 CANONICAL = ["ImageNet-R", "ArxivQA", "VizWiz-caption", "IconQA", "CLEVR-Math", "Flickr30k"]
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .backbone import Backbone
+from .llava import Backbone
 
 IMAGE_PAD = "<|image_pad|>"
 _DIGITS = 3  # base-16 digits per grid number in the header: up to 4095 patches per side

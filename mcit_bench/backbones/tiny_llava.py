@@ -219,7 +219,7 @@ def _encode_pool(backbone: Any, pool: list[dict], chunk: int = 256) -> tuple[lis
 def pretrain_llava(model: Any, processor: Any, recipe: TinyRecipe, tick: Callable[[dict], None]) -> float:
     import torch
 
-    from mcit_bench.backbone import Backbone
+    from mcit_bench.backbones.llava import Backbone
     from mcit_bench.benchmarks.synthetic import pretraining_record
     from mcit_bench.collate import left_pad
     from mcit_bench.templates import get_template

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .backbone import Backbone
-from .errors import UserError
+from .llava import Backbone
+from ..errors import UserError
 
 
 class _ProjectorView(nn.Module):

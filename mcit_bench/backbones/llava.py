@@ -3,8 +3,8 @@
 One code path for every LLaVA checkpoint: ``LlavaForConditionalGeneration.from_pretrained(path)`` and
 ``AutoProcessor.from_pretrained(path)``, whether the path is the built-in tiny backbone or
 llava-1.5-7b-hf. ``Backbone.from_pretrained`` dispatches on ``config.json``'s ``model_type``:
-``llava`` -> this class, ``instructblip`` -> ``backbone_instructblip.InstructBlipBackbone``,
-``qwen2_vl`` -> ``backbone_qwen2vl.Qwen2VLBackbone`` (``FAMILIES``). Every family keeps the same
+``llava`` -> this class, ``instructblip`` -> ``backbones.instructblip.InstructBlipBackbone``,
+``qwen2_vl`` -> ``backbones.qwen2vl.Qwen2VLBackbone`` (``FAMILIES``). Every family keeps the same
 public API; a family overrides only the pieces that differ (where the LM, its head and the projector
 live, how vision features are computed, the default template). The adapter exposes the pieces
 continual-learning strategies need:
@@ -33,16 +33,16 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .errors import UserError
-from .templates import Template, get_template
+from ..errors import UserError
+from ..templates import Template, get_template
 
 SIDECAR = "mcit_bench_backbone.json"
 
 # config.json model_type -> "module:Class" of the family adapter (imported lazily).
 FAMILIES: dict[str, str] = {
-    "llava": "mcit_bench.backbone:Backbone",
-    "instructblip": "mcit_bench.backbone_instructblip:InstructBlipBackbone",
-    "qwen2_vl": "mcit_bench.backbone_qwen2vl:Qwen2VLBackbone",
+    "llava": "mcit_bench.backbones.llava:Backbone",
+    "instructblip": "mcit_bench.backbones.instructblip:InstructBlipBackbone",
+    "qwen2_vl": "mcit_bench.backbones.qwen2vl:Qwen2VLBackbone",
 }
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
-# name -> recipe overrides of the tiny backbone (see tiny_backbone.TinyRecipe)
+# name -> recipe overrides of the tiny backbone (see tiny_llava.TinyRecipe)
 BUILTIN_BACKBONES: dict[str, dict[str, Any]] = {
     "tiny-llava": {},
     # A few seconds to build: for tests and smoke runs (it has learned little).
@@ -45,7 +45,7 @@ def backbone_path(spec: str, progress: bool = True) -> Path:
     """Folder to ``from_pretrained``; builds a built-in tiny backbone on first use."""
     check_backbone(spec)
     if spec in BUILTIN_BACKBONES:
-        from .tiny_backbone import TinyRecipe, tiny_backbone_path
+        from .tiny_llava import TinyRecipe, tiny_backbone_path
 
         return tiny_backbone_path(TinyRecipe(**BUILTIN_BACKBONES[spec]), name=spec, progress=progress)
     path = Path(spec).expanduser()
@@ -53,6 +53,6 @@ def backbone_path(spec: str, progress: bool = True) -> Path:
 
 
 def load_backbone(spec: str, progress: bool = True, **kwargs: Any):
-    from .backbone import Backbone
+    from .llava import Backbone
 
     return Backbone.from_pretrained(backbone_path(spec, progress=progress), **kwargs)

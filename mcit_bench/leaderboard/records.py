@@ -1,0 +1,141 @@
+"""Reading run folders: one complete run (summary.json, config.yaml, accuracy.csv) -> a ``RunRecord``."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+
+from ..errors import UserError
+
+DEFAULT_METRICS = ("avg", "last", "mft", "bwt", "fgt", "fwd")
+# Run settings that make two runs incomparable when they differ (config.yaml keys).
+SETTING_CONFIG_KEYS = ("benchmark", "backbone", "preset", "eval_mode", "precision", "devices")
+# Hyper-parameters that define the data and the training budget, shared by every method of a table.
+SETTING_HPARAMS = ("train_size", "test_size", "steps_per_task", "batch_size", "eval_max_new_tokens")
+DECIMALS = 2
+DASH = "–"  # std of a single run
+
+
+def lower_is_better(metric: str) -> bool:
+    """Forgetting (``fgt`` and ``fgt.<variant>``) is better low; every other metric is better high."""
+    return metric == "fgt" or metric.startswith("fgt.")
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    method: str
+    order: str
+    seed: int
+    tasks: list[str]
+    matrix: np.ndarray
+    metrics: dict[str, float | None]
+    curves: dict[str, list[float | None]]
+    final: dict[str, float | None]  # task name -> last-row score
+    trainable_parameters: float | None
+    seconds: float | None  # train + eval seconds over all stages (resume-proof)
+    setting: dict[str, Any]
+    hparams: dict[str, Any]  # the method's own hyper-parameters (setting keys removed)
+
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot read JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path}: missing (every run folder has its resolved config.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping")
+    return data
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{where}: expected a number or null, got {value!r}")
+    return float(value)
+
+
+def load_run(run_dir: Path, metrics: Sequence[str], summary: dict[str, Any]) -> RunRecord:
+    """One complete run folder (its parsed summary.json, config.yaml, accuracy.csv) as a RunRecord."""
+    from ..matrix_io import read_matrix_csv
+    from ..metrics import summarize
+
+    config = _read_yaml(run_dir / "config.yaml")
+    R, names = read_matrix_csv(run_dir / "accuracy.csv")
+    if summary.get("tasks") is not None and list(summary["tasks"]) != names:
+        raise UserError(f"{run_dir}/summary.json: field 'tasks' {summary['tasks']} disagrees with the columns of "
+                        f"accuracy.csv {names}")
+    full = summarize(R)
+    values = {**{k: full[k] for k in DEFAULT_METRICS}, **full["variants"]}
+    method = summary.get("method") or config.get("method")
+    if not method:
+        raise UserError(f"{run_dir}/summary.json: field 'method' missing")
+    hparams = config.get("hparams") or {}
+    if not isinstance(hparams, dict):
+        raise UserError(f"{run_dir}/config.yaml: field 'hparams' must be a mapping")
+    timings = summary.get("timings") or {}
+    secs = [_number(timings.get(k), f"{run_dir}/summary.json: timings.{k}")
+            for k in ("train_seconds_total", "eval_seconds_total")]
+    seconds = None if all(s is None for s in secs) else sum(s or 0.0 for s in secs)
+    setting = {key: _str(summary.get(key, config.get(key))) for key in SETTING_CONFIG_KEYS}
+    setting["backbone_checkpoint"] = _str(summary.get("backbone_checkpoint"))  # recipe hash of a built-in
+    setting["tasks"] = sorted(names)
+    setting["scorers"] = {t: _scorer_tag(v) for t, v in sorted((summary.get("scorers") or {}).items())}
+    setting["budget"] = {k: hparams.get(k) for k in SETTING_HPARAMS}
+    setting["versions"] = dict(sorted(((summary.get("environment") or {}).get("versions") or {}).items()))
+    return RunRecord(
+        path=run_dir, method=str(method), order=_str(summary.get("order", config.get("order"))),
+        seed=int(summary.get("seed", config.get("seed", 0))), tasks=names, matrix=R,
+        metrics={m: values[m] for m in metrics}, curves=full["curves"],
+        final={name: (None if math.isnan(R[-1, i]) else float(R[-1, i])) for i, name in enumerate(names)},
+        trainable_parameters=_number(summary.get("trainable_parameters"), f"{run_dir}/summary.json: "
+                                                                         "trainable_parameters"),
+        seconds=seconds, setting=setting,
+        hparams={k: v for k, v in sorted(hparams.items()) if k not in SETTING_HPARAMS},
+    )
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _scorer_tag(entry: Any) -> str:
+    if isinstance(entry, dict):
+        return f"{entry.get('scorer')}/{entry.get('variant')}"
+    return str(entry)
+
+
+def discover(runs_dir: str | os.PathLike, metrics: Sequence[str]) -> tuple[list[RunRecord], list[tuple[str, str]]]:
+    """Complete runs under ``runs_dir`` (recursively) and the skipped folders with the reason."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise UserError(f"{runs_dir}: not a folder (expected the runs root, e.g. results/runs)")
+    records, skipped = [], []
+    for summary_path in sorted(root.rglob("summary.json")):
+        run_dir = summary_path.parent
+        summary = _read_json(summary_path)
+        if summary.get("complete") is not True:
+            skipped.append((str(run_dir), "incomplete (resume it with mcit-bench sweep / run --resume)"))
+            continue
+        records.append(load_run(run_dir, metrics, summary))
+    return records, skipped
