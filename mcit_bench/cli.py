@@ -1,4 +1,4 @@
-"""Command line: ``mcit-bench run | sweep | leaderboard | metrics | list``.
+"""Command line: ``mcit-bench run | ceiling | sweep | leaderboard | metrics | list``.
 
 Imports are lazy: ``mcit-bench --help`` and argument errors never import torch.
 Bad input exits with code 2 and a one-line message, before anything is written.
@@ -35,6 +35,27 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--data-root", help="folder of a real benchmark in its native layout")
     p.add_argument("--image-root", help="image folder, if apart from --data-root")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _add_ceiling(sub: Any) -> None:
+    p = sub.add_parser("ceiling", help="single-task ceiling: the method trained on each task alone, same budget")
+    p.add_argument("--method", required=True, help="registered method name")
+    p.add_argument("--benchmark", default="synthetic")
+    p.add_argument("--backbone", default="tiny-llava")
+    p.add_argument("--tasks", help="comma-separated task names (default: every task of the benchmark)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="default")
+    p.add_argument("--root", default="results/runs", help="folder ROOT/<benchmark>/<method>/ceiling-seed<S> (default)")
+    p.add_argument("--output", help="ceiling folder (overrides --root)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="1")
+    p.add_argument("--strategy", default="auto")
+    p.add_argument("--precision", default="32-true")
+    p.add_argument("--logger", default="csv")
+    p.add_argument("--data-root", help="folder of a real benchmark in its native layout")
+    p.add_argument("--image-root", help="image folder, if apart from --data-root")
+    p.add_argument("--quiet", action="store_true")
 
 
 def _add_sweep(sub: Any) -> None:
@@ -86,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", required=True, help="folder for benchmark.json and tasks/<task>/*.jsonl")
     c.add_argument("--no-strict-counts", action="store_true",
                    help="accept record counts that differ from the release's (a subset)")
+    _add_ceiling(sub)
     _add_sweep(sub)
     _add_leaderboard(sub)
     m = sub.add_parser("metrics", help="summary metrics of an accuracy-matrix CSV")
@@ -118,6 +140,25 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{' -> '.join(plan.order)}\n  run folder: {plan.run_dir}", flush=True)
     summary = execute(plan, progress=not args.quiet)
     print(_format_summary(summary))
+    return 0
+
+
+def cmd_ceiling(args: argparse.Namespace) -> int:
+    from .ceiling import plan_ceiling, run_ceiling
+    from .config import RunConfig, parse_set
+    from .loggers import check_logger
+
+    check_logger(args.logger)
+    cfg = RunConfig(method=args.method, benchmark=args.benchmark, backbone=args.backbone, seed=args.seed,
+                    preset=args.preset, output=args.output, accelerator=args.accelerator,
+                    devices=_devices(args.devices), strategy=args.strategy, precision=args.precision,
+                    logger=args.logger, data_root=args.data_root, image_root=args.image_root,
+                    overrides=parse_set(args.overrides))
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    plans, folder = plan_ceiling(cfg, tasks, root=args.root)
+    result = run_ceiling(plans, folder, progress=not args.quiet)
+    cells = ", ".join(f"{t} {v:.2f}" for t, v in result["scores"].items())
+    print(f"ceiling of {result['method']}: mean {result['mean']:.2f} ({cells}) -> {folder}")
     return 0
 
 
@@ -245,7 +286,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "convert": cmd_convert,
+        commands = {"run": cmd_run, "ceiling": cmd_ceiling, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "convert": cmd_convert,
                     "metrics": cmd_metrics, "list": cmd_list}
         return commands[args.command](args)
     except UserError as exc:

@@ -72,6 +72,7 @@ class RunConfig:
     image_root: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, Any] = field(default_factory=dict)  # resolved
+    task_subset: list[str] | None = None  # train these tasks only, in this order (e.g. one task: a ceiling)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

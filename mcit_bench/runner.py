@@ -63,6 +63,11 @@ def plan_run(cfg: RunConfig) -> Plan:
                                data_root=cfg.data_root, image_root=cfg.image_root,
                                strict_counts=bool(hparams.get("strict_counts", True)))
     order = load_order(cfg.order, benchmark.task_names, benchmark=benchmark.name)
+    if cfg.task_subset:
+        unknown = [t for t in cfg.task_subset if t not in benchmark.task_names]
+        if unknown:
+            raise UserError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(benchmark.task_names)}")
+        order = list(cfg.task_subset)
     check_backbone(cfg.backbone)
     if hparams.get("template") is not None:
         from .templates import get_template

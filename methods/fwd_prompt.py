@@ -41,9 +41,25 @@ these is a named hyper-parameter below:
 * ``project_update=true`` (default): with AdamW the update is not the projected gradient (per-
   coordinate scaling leaves the subspace), so after each optimiser step the prompt UPDATE is
   projected onto the same subspace: the update then obeys the guarantee GPM gets from plain SGD.
+* ``project_first_task=false`` (default, the paper: "When adapting to task 1, we train the prompt pool
+  without gradient projection"): the first task of the order trains unprojected; ``true`` projects it
+  onto U_pre as well (the behaviour of earlier versions of this port).
+* ``subspace_rows``: which rows of the input-embedding matrix enter every SVD (U_pre and each task's
+  core space). ``text`` (default): the text positions only (BOS, template, instruction, answer), the
+  space the prompts live in: they start as vocabulary rows and are inserted among text tokens.
+  ``all``: every non-padding position; on an MLLM the projected visual tokens then carry most of the
+  energy (measured on the built-in backbone: ~96% at 46x the squared norm of a text token) and U_pre
+  becomes the visual-token space, which leaves the prompts almost no room (see docs/fwd_prompt.md).
+  ``normalized``: every position scaled to unit norm (each token counts once, whatever its norm).
 
-Ablations: ``projection``: none | residual | residual+pretrained; ``forward_mode``: project | additive
-with ``beta``. ``analysis=true`` writes ``fwd_prompt_analysis.json`` (ranks of each task's input
+Room to learn: when the space the prompt updates are confined to has fewer dimensions than a prompt
+has tokens (``free_dims < prompt_length``: a prompt can then not even change its n_p token vectors
+independently; 0 = frozen), the method warns once on the console and records every such task under
+``free_space_warnings`` in summary.json; it never freezes silently.
+
+Ablations: ``projection``: none | residual | residual+pretrained | random (control: projection onto a
+random subspace of the same dimension as the default's free space, redrawn per task, seeded);
+``forward_mode``: project | additive with ``beta``; ``threshold`` / ``threshold_pre`` (epsilon). ``analysis=true`` writes ``fwd_prompt_analysis.json`` (ranks of each task's input
 embedding matrix, overlaps of the tasks' core spaces with each other and with U_pre) into the run
 folder.
 """
@@ -65,7 +81,7 @@ from mcit_bench.registry import register_method
 from mcit_bench.strategy import ModelInputs, RunContext, Strategy
 
 ANALYSIS_FILE = "fwd_prompt_analysis.json"
-PROJECTIONS = ("none", "residual", "residual+pretrained")
+PROJECTIONS = ("none", "residual", "residual+pretrained", "random")
 CHOICES: dict[str, tuple[str, ...]] = {
     "projection": PROJECTIONS,
     "forward_mode": ("project", "additive"),
@@ -74,6 +90,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "query_text": ("llm", "clip", "none"),
     "prompt_init": ("vocab", "normal"),
     "memory_space": ("full", "outside_pretrained"),
+    "subspace_rows": ("text", "all", "normalized"),
 }
 
 
@@ -90,6 +107,8 @@ def projection_maps(memory: torch.Tensor, pretrained: torch.Tensor, projection: 
     residual = eye - subspace.projector(memory)
     if projection == "none":
         return None, None
+    if projection == "random":
+        raise ValueError("projection='random' draws its subspace per task: use random_projector")
     if projection == "residual":
         return residual, residual
     pre = subspace.projector(pretrained)
@@ -103,12 +122,38 @@ def projection_maps(memory: torch.Tensor, pretrained: torch.Tensor, projection: 
     return residual + beta * residual @ pre, None
 
 
+def random_projector(dim: int, k: int, seed: int) -> torch.Tensor:
+    """Orthogonal projector (d x d, float64) onto a random k-dimensional subspace (Haar, seeded): the
+    control for "does WHICH subspace matter, or only how many dimensions it has"."""
+    g = torch.Generator().manual_seed(seed)
+    if k <= 0:
+        return torch.zeros(dim, dim, dtype=torch.float64)
+    basis = torch.linalg.qr(torch.randn(dim, k, generator=g, dtype=torch.float64)).Q
+    return subspace.projector(basis)
+
+
 def select_top(query: torch.Tensor, keys: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample indices [B, n] of the ``n`` keys most cosine-similar to the query (in pool-index
     order) and the full similarity matrix [B, M]."""
     sim = nn.functional.normalize(query, dim=-1) @ nn.functional.normalize(keys, dim=-1).T
     idx = sim.topk(n, dim=-1).indices.sort(dim=-1).values
     return idx, sim
+
+
+def pool_use(train: dict[str, list[int]], inference: dict[str, list[int]], top_n: int) -> dict[str, Any]:
+    """Which pool entries each task trained and which are selected at inference (pool collapse shows as
+    every task training the same ``top_n`` entries). An entry counts as used by a task when it was picked
+    for at least 5% of that task's selections (selections = samples x top_n)."""
+    def used(counts: list[int]) -> list[int]:
+        total = sum(counts)
+        return [i for i, c in enumerate(counts) if total and c / total >= 0.05]
+
+    trained = {task: used(c) for task, c in train.items()}
+    distinct = sorted(set().union(*trained.values())) if trained else []
+    return {"trained": trained, "selected_at_inference": {task: used(c) for task, c in inference.items()},
+            "distinct_trained": len(distinct),
+            "collapsed": len(trained) > 1 and len({tuple(v) for v in trained.values()}) == 1 and
+            all(len(v) <= top_n for v in trained.values())}
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -141,6 +186,7 @@ class FwdPrompt(Strategy):
         "query_image": "vision", "query_text": "llm", "insert_offset": 1, "prompt_init": "vocab",
         "projection": "residual+pretrained", "forward_mode": "project", "beta": 1.0, "compose": "exact",
         "project_update": True, "memory_space": "full", "threshold": 0.97, "threshold_pre": 0.97,
+        "project_first_task": False, "subspace_rows": "text",
         "subspace_samples": 128, "pretrain_samples": 256, "pretrain_data": "auto", "subspace_batch_size": 32,
         "analysis": True,
     }
@@ -194,6 +240,8 @@ class FwdPrompt(Strategy):
         self._eval_cell: tuple[int, str] | None = None
         self.train_usage: dict[str, list[int]] = {}
         self.eval_usage: dict[int, dict[str, list[int]]] = {}
+        self.free_space_warnings: list[dict[str, Any]] = []
+        self._warned = False
 
     def _query_dim(self) -> int:
         hp, cfg = self.hparams, self.backbone.model.config
@@ -265,11 +313,24 @@ class FwdPrompt(Strategy):
         return {"lm": lm, "key": float(self.hparams["key_loss_weight"]) * key}
 
     # ------------------------------------------------------------------ gradient projection
+    def _unprojected_task(self) -> bool:
+        """The first task of the order trains without projection (the paper), unless ``project_first_task``."""
+        return self.current_task == 0 and not self.hparams["project_first_task"]
+
     def _projection(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self._maps is None:
             hp = self.hparams
-            grad_map, update_proj = projection_maps(self.memory, self.pretrained_basis, hp["projection"],
-                                                    hp["forward_mode"], float(hp["beta"]), hp["compose"])
+            if self._unprojected_task():
+                grad_map = update_proj = None
+            elif hp["projection"] == "random":
+                _, default = projection_maps(self.memory, self.pretrained_basis, "residual+pretrained",
+                                             hp["forward_mode"], float(hp["beta"]), hp["compose"])
+                k = int(round(float(torch.trace(default)))) if default is not None else self.backbone.hidden_size
+                seed = (self.context.seed if self.context else 0) * 1000 + max(self.current_task, 0)
+                grad_map = update_proj = random_projector(self.backbone.hidden_size, k, seed)
+            else:
+                grad_map, update_proj = projection_maps(self.memory, self.pretrained_basis, hp["projection"],
+                                                        hp["forward_mode"], float(hp["beta"]), hp["compose"])
             cast = lambda m: None if m is None else m.to(self.prompts.device, self.prompts.dtype)  # noqa: E731
             self._maps = (cast(grad_map), cast(update_proj))
         return self._maps
@@ -318,10 +379,21 @@ class FwdPrompt(Strategy):
             chunk = [records[i] for i in picked[start:start + size]]
             batch = to_device(collate(chunk), device)
             embeds = Strategy.prepare_inputs(self, batch, training=False).inputs_embeds  # without prompts
-            x = embeds[batch["attention_mask"].bool()]
-            G += subspace.gram(x)
-            tokens += x.shape[0]
+            rows = self._svd_rows(embeds, batch)
+            G += subspace.gram(rows)
+            tokens += rows.shape[0]
         return G, len(picked), tokens
+
+    def _svd_rows(self, embeds: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Rows [n, d] of the input-embedding matrix that enter the SVD (``subspace_rows``)."""
+        keep = batch["attention_mask"].bool()
+        choice = self.hparams["subspace_rows"]
+        if choice == "text":
+            keep = keep & (batch["input_ids"] != self.backbone.image_token_id)
+        rows = embeds[keep]
+        if choice == "normalized":
+            rows = rows / rows.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        return rows
 
     def _pretraining_records(self, first_task_data: Any) -> tuple[Any, str]:
         source = str(self.hparams["pretrain_data"])
@@ -360,6 +432,24 @@ class FwdPrompt(Strategy):
             self.pretrained_ready = True
         self._maps = None
         self.train_usage.pop(task.name, None)
+        self._check_free_space(task_index, task.name)
+
+    def _check_free_space(self, task_index: int, name: str) -> None:
+        """Warn (once per run on the console, every time in summary.json) when the prompts have no room."""
+        hp = self.hparams
+        if hp["projection"] == "none" or self._unprojected_task():
+            return
+        free, need = self.free_dims(), int(hp["prompt_length"])
+        if free >= need:
+            return
+        entry = {"task": name, "index": task_index, "free_dims": free, "prompt_length": need}
+        self.free_space_warnings = [w for w in self.free_space_warnings if w["index"] != task_index] + [entry]
+        if not self._warned:
+            self._warned = True
+            print(f"fwd-prompt: warning: while training {name!r} the prompt updates may move in {free} dimension(s), "
+                  f"fewer than a prompt's {need} tokens{' (the prompts are frozen)' if free == 0 else ''}; "
+                  f"see free_space_warnings in summary.json (knobs: threshold, threshold_pre, subspace_rows)",
+                  flush=True)
 
     @torch.no_grad()
     def after_task(self, task_index: int, task: Any, train_data: Any) -> None:
@@ -427,8 +517,11 @@ class FwdPrompt(Strategy):
             "pretrained_rank": int(self.pretrained_basis.shape[1]), "pretrain_source": self.pretrain_source,
             "memory_rank_after_task": [r["memory_rank"] for r in self.task_records],
             "free_dims_per_task": [r["free_dims_during_task"] for r in self.task_records],
+            "free_space_warnings": self.free_space_warnings,
+            "project_first_task": hp["project_first_task"], "subspace_rows": hp["subspace_rows"],
             "prompt_usage_train": self.train_usage,
             "prompt_usage_eval_last_stage": {"stage": last_stage, "counts": self.eval_usage.get(last_stage, {})},
+            "prompt_pool": pool_use(self.train_usage, self.eval_usage.get(last_stage, {}), int(hp["top_n"])),
         }
 
     # ------------------------------------------------------------------ resume
@@ -437,7 +530,8 @@ class FwdPrompt(Strategy):
                 "pretrained_rank": int(self.pretrained_basis.shape[1]), "pretrained_ready": self.pretrained_ready,
                 "pretrain_source": self.pretrain_source, "pretrained_info": self.pretrained_info,
                 "task_records": self.task_records, "core_bases": [b.clone() for b in self.core_bases],
-                "train_usage": self.train_usage}
+                "train_usage": self.train_usage, "free_space_warnings": self.free_space_warnings,
+                "warned": self._warned}
 
     def rebuild(self, extra: dict[str, Any]) -> None:
         super().rebuild(extra)
@@ -451,6 +545,8 @@ class FwdPrompt(Strategy):
         self.task_records = [dict(r) for r in extra["task_records"]]
         self.core_bases = [b.clone() for b in extra["core_bases"]]
         self.train_usage = {k: list(v) for k, v in extra["train_usage"].items()}
+        self.free_space_warnings = [dict(w) for w in extra.get("free_space_warnings", [])]
+        self._warned = bool(extra.get("warned", False))
         self._maps = None
 
     def restore(self, checkpoint: dict[str, Any]) -> None:

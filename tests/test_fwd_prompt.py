@@ -318,3 +318,89 @@ def test_quick_run_reports_analysis_and_resumes_identically(tmp_path: Path, micr
     assert a["extra"]["task_records"] == b["extra"]["task_records"]
     R, _ = read_matrix_csv(run / "accuracy.csv")
     assert not np.isnan(R[np.tril_indices(7, -1)]).any()
+
+
+# ---------------------------------------------------------------- the paper's task-1 rule and room to learn
+def test_first_task_trains_unprojected(backbone, data) -> None:
+    """The paper: "When adapting to task 1, we train the prompt pool without gradient projection"."""
+    batch = _batch(backbone, data[1])
+    U, P = _random_spaces(backbone.hidden_size)
+    first = _strategy(backbone)
+    first.set_subspaces(U, P)
+    first.current_task = 0  # the runner's before_task(0, ...) sets it
+    free = _strategy(backbone, projection="none")
+    free.current_task = 0
+    d_first, d_free = _steps(first, batch), _steps(free, batch)
+    assert torch.allclose(d_first, d_free, atol=1e-7) and d_first.norm() > 1e-3
+    assert _rel(d_first - d_first @ P @ P.T, d_first) > 1e-2  # not confined to span(U_pre)
+    old_rule = _strategy(backbone, project_first_task=True)  # the earlier port's behaviour, kept as a knob
+    old_rule.set_subspaces(U, P)
+    old_rule.current_task = 0
+    d_old = _steps(old_rule, batch)
+    assert _rel(d_old - d_old @ P @ P.T, d_old) < 1e-5
+    second = _strategy(backbone)  # any later task is projected
+    second.set_subspaces(U, P)
+    second.current_task = 1
+    d_second = _steps(second, batch)
+    assert _rel(d_second @ U, d_second) < 1e-5
+
+
+def test_free_space_warning_fires_once_and_is_recorded(backbone, capsys) -> None:
+    strategy = _strategy(backbone)
+    U, _ = _random_spaces(backbone.hidden_size)
+    strategy.set_subspaces(U, U)  # memory covers all of U_pre: 0 free dimensions
+    strategy.current_task = 1
+    strategy._check_free_space(1, "chart")
+    strategy.current_task = 2
+    strategy._check_free_space(2, "icons")
+    out = capsys.readouterr().out
+    assert out.count("fwd-prompt: warning") == 1 and "0 dimension(s)" in out and "frozen" in out
+    warnings = strategy.report()["free_space_warnings"]
+    assert [(w["task"], w["free_dims"]) for w in warnings] == [("chart", 0), ("icons", 0)]
+    roomy = _strategy(backbone)
+    roomy.set_subspaces(*_random_spaces(backbone.hidden_size))  # 32 free dims >= prompt_length
+    roomy.current_task = 1
+    roomy._check_free_space(1, "chart")
+    assert roomy.report()["free_space_warnings"] == [] and "warning" not in capsys.readouterr().out
+
+
+def test_random_subspace_control_has_the_default_dimension(backbone, data) -> None:
+    U, P = _random_spaces(backbone.hidden_size)
+    strategy = _strategy(backbone, projection="random")
+    strategy.set_subspaces(U, P)
+    strategy.current_task = 1
+    delta = _steps(strategy, _batch(backbone, data[1]))
+    assert strategy.free_dims() == 40 - 8  # the default's free space: span(U_pre) minus memory
+    _, proj = strategy._projection()
+    assert torch.allclose(delta @ proj.double(), delta, atol=1e-6)  # confined to the random subspace
+    assert _rel(delta @ U, delta) > 1e-2  # which is not the default's (it overlaps the memory)
+
+
+@pytest.mark.parametrize("rows", ["text", "all", "normalized"])
+def test_subspace_rows_choose_the_rows_of_the_svd(backbone, data, rows) -> None:
+    from mcit_bench.collate import Collator
+
+    bench, records = data
+    strategy = _strategy(backbone, subspace_rows=rows)
+    strategy.context = RunContext(bench, [], 0, None, Collator(backbone.processor, backbone.template, train=True,
+                                                             image_token=backbone.image_token), None)
+    G, samples, tokens = strategy.embedding_gram(records, n=len(records), seed=0)
+    batch = _batch(backbone, records)
+    with torch.no_grad():
+        embeds = strategy.backbone.embed(batch["input_ids"], strategy.backbone.visual_tokens(batch))
+    mask = batch["attention_mask"].bool()
+    is_image = batch["input_ids"] == backbone.image_token_id
+    expected = embeds[mask & ~is_image] if rows == "text" else embeds[mask]
+    if rows == "normalized":
+        expected = expected / expected.norm(dim=-1, keepdim=True)
+    assert tokens == expected.shape[0] and samples == len(records)
+    assert torch.allclose(G, subspace.gram(expected), rtol=1e-6, atol=1e-6)
+
+
+def test_pool_use_reports_collapse() -> None:
+    from mcit_bench.methods.fwd_prompt import pool_use
+
+    same = pool_use({"a": [50, 0, 50, 50, 0], "b": [40, 0, 40, 40, 1]}, {"a": [10, 0, 10, 10, 0]}, top_n=3)
+    assert same["trained"] == {"a": [0, 2, 3], "b": [0, 2, 3]} and same["collapsed"] and same["distinct_trained"] == 3
+    apart = pool_use({"a": [50, 50, 50, 0, 0], "b": [0, 0, 50, 50, 50]}, {}, top_n=3)
+    assert not apart["collapsed"] and apart["distinct_trained"] == 5

@@ -226,3 +226,54 @@ def test_quick_run_and_resume(tmp_path: Path, micro_backbone: Path, monkeypatch:
     a = torch.load(full / "run" / "checkpoints" / "stage6.pt", weights_only=False)["tensors"]
     b = torch.load(cut / "run" / "checkpoints" / "stage6.pt", weights_only=False)["tensors"]
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _solid(rgb: tuple[int, int, int], shade: int):
+    from PIL import Image
+
+    return Image.new("RGB", (64, 64), tuple(max(0, min(255, c + shade)) for c in rgb))
+
+
+@pytest.mark.parametrize("route_on", ["vision", "clip_image", "text", "image_text"])
+def test_routing_is_perfect_on_separable_tasks_for_every_routing_feature(micro_backbone: Path, route_on: str) -> None:
+    """Two constructed tasks that differ in image AND instruction: CPM must route every test sample home."""
+    strategy, bench, tasks, collate = _strategy(micro_backbone, merge="cpm", cpm_route_on=route_on, cpm_tau=0.0)
+    looks = {0: ((220, 30, 30), "Name the colour of this picture."),
+             1: ((30, 30, 220), "How many stripes are drawn here? Count them carefully please.")}
+
+    def records(task: int, split: str) -> list[dict]:
+        rgb, prompt = looks[task]
+        return [{"uid": f"t{task}/{split}/{i}", "image": _solid(rgb, 7 * i - 20), "prompt": prompt, "target": "x",
+                 "references": [], "choices": []} for i in range(6)]
+
+    for t in (0, 1):
+        strategy.before_task(t, tasks[t], None)
+        strategy.after_task(t, tasks[t], records(t, "train"))
+        strategy.merge(t)
+    assert strategy.prototypes.shape == (2, strategy._route_dim())
+    evaluate = type(collate)(collate.processor, collate.template, train=False, image_token=collate.image_token)
+    for t in (0, 1):
+        strategy.on_evaluate(2, t)
+        strategy.prepare_inputs(evaluate(records(t, "test")), training=False)
+    assert strategy.report()["routing_accuracy"]["2"] == {tasks[0].name: 100.0, tasks[1].name: 100.0}
+    assert strategy.report()["task_identification_last"] == 100.0
+
+
+@pytest.mark.parametrize("positions", ["all", "instruction_answer", "answer"])
+def test_gram_positions_select_the_named_tokens(micro_backbone: Path, positions: str) -> None:
+    strategy, bench, tasks, collate = _strategy(micro_backbone, lpm_gram_positions=positions)
+    batch = collate([bench.train_split("styles")[i] for i in range(3)])
+    mask = strategy.gram_positions(batch)
+    real = batch["attention_mask"].bool()
+    image = batch["input_ids"] == strategy.backbone.image_token_id
+    answer = batch["labels"] != -100
+    assert not (mask & ~real).any()
+    if positions == "all":
+        assert torch.equal(mask, real)
+    elif positions == "answer":
+        assert torch.equal(mask, answer)
+    else:  # after the image tokens: no visual token, no BOS, every answer token
+        assert not (mask & image).any() and torch.equal(mask & answer, answer)
+        last_image = image.long().cumsum(1).argmax(1)
+        for row in range(mask.shape[0]):
+            assert mask[row, last_image[row] + 1:].all() and not mask[row, :last_image[row] + 1].any()

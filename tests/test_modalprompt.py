@@ -261,3 +261,19 @@ def test_inference_benchmark_script_runs(micro_backbone: Path) -> None:
     assert out["learned_tasks"] == 4 and out["inserted_prompt_tokens"] == {"topk": 30, "all": 40}
     assert out["fixed"]["generated_tokens"] == {"topk": 8 * 2, "all": 8 * 2}  # same decoding work
     assert out["fixed"]["ratio_all_over_topk"] > 0
+
+
+@pytest.mark.parametrize("train_projector", [None, False])
+def test_projector_trains_by_default_as_the_original(micro_backbone: Path, bench, train_projector) -> None:
+    overrides = {} if train_projector is None else {"train_projector": train_projector}
+    strategy = make_strategy(micro_backbone, bench, **overrides)
+    grow(strategy, 1)
+    strategy.train()
+    batch = make_batch(strategy, records_of(bench, "styles", 4), train=True)
+    sum(strategy.train_step(batch).values()).backward()
+    grads = [p.grad for p in strategy.backbone.projector.parameters()]
+    if train_projector is None:  # default: the original's initialize_vision_modules unfreezes it
+        assert all(g is not None and g.abs().sum() > 0 for g in grads)
+        assert any(p is q for p in strategy.trainable_parameters() for q in strategy.backbone.projector.parameters())
+    else:
+        assert all(g is None for g in grads)
