@@ -48,7 +48,9 @@ def describe_setting(setting: dict[str, Any]) -> str:
     scorers = ", ".join(f"{t}: {s}" for t, s in setting["scorers"].items())
     checkpoint = setting.get("backbone_checkpoint")
     backbone = setting["backbone"] + (f" ({checkpoint})" if checkpoint and checkpoint != setting["backbone"] else "")
-    return (f"benchmark `{setting['benchmark']}`, backbone `{backbone}`, preset `{setting['preset']}`, "
+    stream = setting.get("data_stream", "report")
+    preset = setting["preset"] + ("" if stream == "report" else f"`, data stream `{stream}")
+    return (f"benchmark `{setting['benchmark']}`, backbone `{backbone}`, preset `{preset}`, "
             f"eval `{setting['eval_mode']}`, precision `{setting['precision']}`, devices `{setting['devices']}`; "
             f"budget: {budget}; scorers: {scorers or 'n/a'}; versions: {versions or 'n/a'}")
 
