@@ -278,12 +278,12 @@ def _short(value: Any) -> str:
 
 
 def _reporter(trial: Any, objective: str, started: float, optuna: Any) -> Callable[[int, dict[str, Any]], None]:
-    """After each task: report the running avg (mean of A_1..A_t) and prune when the pruner says so."""
+    """After each task but the last: report the running avg (mean of A_1..A_t); prune when the pruner says so."""
 
     def report(stage: int, summary: dict[str, Any]) -> None:
         trial.set_user_attr("seconds", round(time.time() - started, 3))  # an interrupted trial keeps its cost
-        if stage == 0 or objective != "avg":
-            return
+        if stage == 0 or stage >= len(summary.get("tasks") or []) or objective != "avg":
+            return  # nothing learned yet / the final value is the objective itself, never a reason to prune
         curve = (summary.get("curves") or {}).get("A_t", [])[:stage]
         if len(curve) < stage or any(v is None for v in curve):
             return
