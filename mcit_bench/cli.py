@@ -77,6 +77,10 @@ def _add_leaderboard(sub: Any) -> None:
     p.add_argument("--paper", metavar="FILE.yaml", help="paper-reported numbers, shown in a separate block")
     p.add_argument("--reference", default="zero-shot,joint",
                    help="reference rows (bounds), shown but never marked best (default zero-shot,joint)")
+    p.add_argument("--baseline", default="lora-ft",
+                   help="method every row is paired against (Wilcoxon signed-rank p, bootstrap interval of the mean "
+                        "difference over the same order/seed runs); '' = no paired column (default lora-ft)")
+    p.add_argument("--paired-metric", default="last", help="metric of the paired comparison (default last)")
 
 
 def _add_tune(sub: Any) -> None:
@@ -227,7 +231,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import build_leaderboard, render, write_output
 
     board = build_leaderboard(args.runs_dir, metrics=args.metrics.split(","), reference=args.reference.split(","),
-                              paper_file=args.paper)
+                              paper_file=args.paper, baseline=args.baseline.strip() or None,
+                              paired_metric=args.paired_metric)
     plots: list = []
     if args.plots:
         from .plots import write_plots
