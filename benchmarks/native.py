@@ -225,14 +225,22 @@ VALIDATION_FRACTION = 0.05
 VALIDATION_MAX = 1000
 
 
-def carve_validation(records: list[Record], key: str) -> tuple[list[Record], list[Record]]:
-    """(training records, validation records): a deterministic share of ``records`` chosen by ``key``."""
+def carve_validation(records: list[Record], key: str, needs_box: bool = False) -> tuple[list[Record], list[Record]]:
+    """(training records, validation records): a deterministic share of ``records`` chosen by ``key``.
+
+    ``needs_box`` (grounding): only records whose answer is a box can be scored, so only those are held out.
+    """
     if len(records) < 2:
         raise UserError(f"{key}: {len(records)} training record(s); the tuning stream needs at least 2 to carve "
                         f"a validation split")
-    n = min(VALIDATION_MAX, max(1, round(VALIDATION_FRACTION * len(records))))
+    candidates = [i for i, r in enumerate(records) if not needs_box or len(_NUMBER.findall(str(r["target"]))) == 4]
+    if not candidates:
+        raise UserError(f"{key}: no training answer is a box [x1, y1, x2, y2]; the tuning stream cannot score "
+                        f"this grounding task")
+    n = min(VALIDATION_MAX, len(candidates) - (len(candidates) == len(records)),
+            max(1, round(VALIDATION_FRACTION * len(records))))
     seed = int.from_bytes(hashlib.sha256(f"{key}/validation".encode()).digest()[:8], "big")
-    held = set(random.Random(seed).sample(range(len(records)), n))
+    held = set(random.Random(seed).sample(candidates, n))
     train = [r for i, r in enumerate(records) if i not in held]
     return train, [as_validation(r) for i, r in enumerate(records) if i in held]
 
@@ -267,7 +275,9 @@ def make_benchmark(data: NativeData, train_size: int | None, test_size: int | No
         if stream != "tuning":
             return data.records[task][name]
         if task not in carved:
-            carved[task] = carve_validation(data.records[task]["train"], f"{data.name}/{task}")
+            spec = next(t for t in data.tasks if t.name == task)
+            carved[task] = carve_validation(data.records[task]["train"], f"{data.name}/{task}",
+                                            needs_box=spec.scorer == "grounding_iou")
         return carved[task][0 if name == "train" else 1]
 
     def split(name: str) -> Callable[[str], Any]:
