@@ -24,7 +24,7 @@ import yaml
 
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .benchmark import Benchmark, load_benchmark
-from .config import STREAMS, TRAIN_DEFAULTS, RunConfig, load_order, resolve_hparams
+from .config import PRESETS, STREAMS, TRAIN_DEFAULTS, RunConfig, load_order, resolve_hparams
 from .errors import UserError
 from .registry import get_method, method_defaults
 
@@ -93,8 +93,6 @@ def plan_run(cfg: RunConfig) -> Plan:
         if previous.get("hparams") != hparams or previous.get("tasks") != order:
             raise UserError(f"{run_dir}/config.yaml: --resume with different hyper-parameters or task order "
                             f"than the run was started with")
-    from .config import PRESETS
-
     return Plan(cfg, method_cls, hparams, benchmark, order, cfg.backbone, run_dir,
                 preset_values=dict(PRESETS[cfg.preset] if preset_values is None else preset_values), tuned=tuned)
 

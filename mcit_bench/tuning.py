@@ -226,6 +226,7 @@ def run_tune(plan_: TunePlan, echo: Callable[[str], None] = print, progress: boo
     from optuna.trial import TrialState
 
     from .runner import execute, plan_run
+    from .sweep import _release_memory
 
     spec = plan_.spec
     study = open_study(plan_)
@@ -239,6 +240,7 @@ def run_tune(plan_: TunePlan, echo: Callable[[str], None] = print, progress: boo
         head = f"[trial {trial.number}, {_finished(study) + 1}/{spec.trials}] " + \
             ", ".join(f"{k}={_short(v)}" for k, v in values.items())
         started = time.time()
+        _release_memory()  # the previous trial's model and optimiser
         try:
             run_plan = plan_run(_trial_config(plan_, run_dir, values))
             summary = execute(run_plan, progress=progress, on_stage=_reporter(trial, plan_.objective, started, optuna))
