@@ -187,3 +187,17 @@ def test_tuned_preset_is_applied_and_recorded(tmp_path: Path, micro_backbone: Pa
     write_tuned(tuned, "synthetic", "many", {"lr": 0.001, "bogus": 1}, {})
     with pytest.raises(UserError, match=r"field 'synthetic.many.values': unknown key\(s\) bogus"):
         runner.plan_run(RunConfig(method="many", preset="tuned", tuned_file=str(tuned), output=str(tmp_path / "m")))
+
+
+def test_reduced_budget_and_objective_per_method() -> None:
+    from mcit_bench.tuning import budget_overrides, objective_of
+
+    assert budget_overrides("reduced", {"steps_per_task": 550, "test_size": 100}) == {"steps_per_task": 275,
+                                                                                     "test_size": 50}
+    assert budget_overrides("reduced", {"steps_per_task": 550, "test_size": None}) == {"steps_per_task": 275,
+                                                                                      "test_size": 200}
+    assert budget_overrides("full", {"steps_per_task": 550, "test_size": 100}) == {}
+    with pytest.raises(UserError, match="--budget 'tiny'"):
+        budget_overrides("tiny", {})
+    # joint has no intermediate rows, so its avg is undefined: it is tuned on last
+    assert objective_of(get_method("joint")) == "last" and objective_of(get_method("lora-ft")) == "avg"
