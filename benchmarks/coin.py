@@ -227,9 +227,10 @@ def _native_data(data_root: str | Path | None, image_root: str | Path | None, st
 
 def load_coin(data_root: str | Path | None = None, image_root: str | Path | None = None,
               train_size: int | None = None, test_size: int | None = None, strict_counts: bool = True,
-              **_: Any) -> Benchmark:
+              stream: str = "report", **_: Any) -> Benchmark:
     """CoIN from the native release (or a converted folder); sizes None = every record."""
-    return make_benchmark(_native_data(data_root, image_root, strict_counts), train_size, test_size, TEMPLATE)
+    return make_benchmark(_native_data(data_root, image_root, strict_counts), train_size, test_size, TEMPLATE,
+                          stream)
 
 
 def convert_coin(data_root: str | Path, output: str | Path, image_root: str | Path | None = None,

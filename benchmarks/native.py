@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -217,25 +218,85 @@ def to_dataset(records: list[Record], image_root: Path):
     return datasets.Dataset.from_dict(columns, features=features)
 
 
-def make_benchmark(data: NativeData, train_size: int | None, test_size: int | None, template: str) -> Benchmark:
-    """Serve validated records as a Benchmark; splits are subsampled and turned into datasets on first use."""
+# The tuning stream (``mcit-bench tune``): this share of each task's training records (at least one, at most
+# VALIDATION_MAX) becomes its validation split; the trial trains on the rest and is scored on those records,
+# never on the test split a leaderboard reports.
+VALIDATION_FRACTION = 0.05
+VALIDATION_MAX = 1000
+
+
+def carve_validation(records: list[Record], key: str, needs_box: bool = False) -> tuple[list[Record], list[Record]]:
+    """(training records, validation records): a deterministic share of ``records`` chosen by ``key``.
+
+    ``needs_box`` (grounding): only records whose answer is a box can be scored, so only those are held out.
+    """
+    if len(records) < 2:
+        raise UserError(f"{key}: {len(records)} training record(s); the tuning stream needs at least 2 to carve "
+                        f"a validation split")
+    candidates = [i for i, r in enumerate(records) if not needs_box or len(_NUMBER.findall(str(r["target"]))) == 4]
+    if not candidates:
+        raise UserError(f"{key}: no training answer is a box [x1, y1, x2, y2]; the tuning stream cannot score "
+                        f"this grounding task")
+    n = min(VALIDATION_MAX, len(candidates) - (len(candidates) == len(records)),
+            max(1, round(VALIDATION_FRACTION * len(records))))
+    seed = int.from_bytes(hashlib.sha256(f"{key}/validation".encode()).digest()[:8], "big")
+    held = set(random.Random(seed).sample(candidates, n))
+    train = [r for i, r in enumerate(records) if i not in held]
+    return train, [as_validation(r) for i, r in enumerate(records) if i in held]
+
+
+def as_validation(row: Record) -> Record:
+    """A training record scored like a test record: its answer is the reference (and the box, if any)."""
+    out = dict(row)
+    out["uid"] = str(row["uid"]).replace("/train/", "/validation/")
+    out["references"] = list(row.get("references") or []) or [row["target"]]
+    if not row.get("bbox"):  # a grounding answer is the box itself, "[x1, y1, x2, y2]"
+        numbers = _NUMBER.findall(str(row["target"]))
+        out["bbox"] = [float(v) for v in numbers] if len(numbers) == 4 else []
+    return out
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def make_benchmark(data: NativeData, train_size: int | None, test_size: int | None, template: str,
+                   stream: str = "report") -> Benchmark:
+    """Serve validated records as a Benchmark; splits are subsampled and turned into datasets on first use.
+
+    ``stream="tuning"``: ``test_split`` serves the validation records carved from each task's training data
+    (``carve_validation``) and ``train_split`` the remaining training records; no test record is served.
+    """
     cache: dict[tuple[str, str], Any] = {}
+    carved: dict[str, tuple[list[Record], list[Record]]] = {}
+
+    def records_of(task: str, name: str) -> list[Record]:
+        if task not in data.records:
+            raise UserError(f"benchmark {data.name!r} has no task {task!r}")
+        if stream != "tuning":
+            return data.records[task][name]
+        if task not in carved:
+            spec = next(t for t in data.tasks if t.name == task)
+            carved[task] = carve_validation(data.records[task]["train"], f"{data.name}/{task}",
+                                            needs_box=spec.scorer == "grounding_iou")
+        return carved[task][0 if name == "train" else 1]
 
     def split(name: str) -> Callable[[str], Any]:
         size = train_size if name == "train" else test_size
+        tag = name if stream != "tuning" or name == "train" else "validation"
 
         def get(task: str) -> Any:
             if (task, name) not in cache:
-                if task not in data.records:
-                    raise UserError(f"benchmark {data.name!r} has no task {task!r}")
-                chosen = subsample(data.records[task][name], size, f"{data.name}/{task}/{name}")
+                chosen = subsample(records_of(task, name), size, f"{data.name}/{task}/{tag}")
                 cache[(task, name)] = to_dataset(chosen, data.image_root)
             return cache[(task, name)]
         return get
 
     counts = {t: {s: len(v) for s, v in splits.items()} for t, splits in data.records.items()}
     info = {"train_size": train_size, "test_size": test_size, "image_root": str(data.image_root),
-            "native_counts": counts, **data.info}
+            "native_counts": counts, "stream": stream, **data.info}
+    if stream == "tuning":
+        info["validation"] = {"fraction": VALIDATION_FRACTION, "max": VALIDATION_MAX,
+                              "from": "each task's training records"}
     return Benchmark(name=data.name, tasks=list(data.tasks), train_split=split("train"), test_split=split("test"),
                      info=info, template=template)
 

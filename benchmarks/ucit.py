@@ -177,10 +177,10 @@ def _native_data(data_root: str | Path | None, image_root: str | Path | None, st
 
 def load_ucit(data_root: str | Path | None = None, image_root: str | Path | None = None,
               train_size: int | None = None, test_size: int | None = None, strict_counts: bool = True,
-              **_: Any) -> Benchmark:
+              stream: str = "report", **_: Any) -> Benchmark:
     """UCIT from the native release (or a converted folder); sizes None = every record."""
     data = _native_data(data_root, image_root, strict_counts)
-    return make_benchmark(data, train_size, test_size, TEMPLATE)
+    return make_benchmark(data, train_size, test_size, TEMPLATE, stream)
 
 
 def convert_ucit(data_root: str | Path, output: str | Path, image_root: str | Path | None = None,

@@ -1,4 +1,4 @@
-"""Command line: ``mcit-bench run | ceiling | sweep | leaderboard | metrics | list``.
+"""Command line: ``mcit-bench run | ceiling | sweep | tune | leaderboard | metrics | list``.
 
 Imports are lazy: ``mcit-bench --help`` and argument errors never import torch.
 Bad input exits with code 2 and a one-line message, before anything is written.
@@ -20,7 +20,10 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--benchmark", default="synthetic", help="benchmark name (default: the built-in synthetic)")
     p.add_argument("--backbone", default="tiny-llava", help="built-in name, a save_pretrained folder, or a cached HF id")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="default", help="default | quick (tiny sizes for smoke tests)")
+    p.add_argument("--preset", default="default",
+                   help="default | quick (tiny sizes for smoke tests) | tuned (the values of `mcit-bench tune`)")
+    p.add_argument("--tuned", dest="tuned_file", metavar="FILE",
+                   help="tuned values read by --preset tuned (default results/tuning/tuned.yaml)")
     p.add_argument("--output", help="run folder (default results/runs/<benchmark>/<method>/order<K>-seed<S>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last completed task")
     p.add_argument("--eval", dest="eval_mode", default="full", choices=["full", "lower"],
@@ -67,7 +70,9 @@ def _add_sweep(sub: Any) -> None:
     p.add_argument("--data-root", help="folder of a real benchmark in its native layout (ucit, coin)")
     p.add_argument("--image-root", help="image folder, if apart from --data-root")
     p.add_argument("--backbone", default="tiny-llava")
-    p.add_argument("--preset", default="default", help="default | quick")
+    p.add_argument("--preset", default="default", help="default | quick | tuned")
+    p.add_argument("--tuned", dest="tuned_file", metavar="FILE",
+                   help="tuned values read by --preset tuned (default results/tuning/tuned.yaml)")
     p.add_argument("--root", default="results/runs",
                    help="runs go to ROOT/<benchmark>/<method>/order<K>-seed<S> (default results/runs)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -93,6 +98,40 @@ def _add_leaderboard(sub: Any) -> None:
     p.add_argument("--paper", metavar="FILE.yaml", help="paper-reported numbers, shown in a separate block")
     p.add_argument("--reference", default="zero-shot,joint",
                    help="reference rows (bounds), shown but never marked best (default zero-shot,joint)")
+    p.add_argument("--baseline", default="lora-ft",
+                   help="method every row is paired against (Wilcoxon signed-rank p, bootstrap interval of the mean "
+                        "difference over the same order/seed runs); '' = no paired column (default lora-ft)")
+    p.add_argument("--paired-metric", default="last", help="metric of the paired comparison (default last)")
+
+
+def _add_tune(sub: Any) -> None:
+    p = sub.add_parser("tune", help="select a method's hyper-parameters with Optuna on a stream disjoint from the "
+                                    "reported one (needs the 'tune' extra)")
+    p.add_argument("--method", help="the method to tune (its YAML's search_space); omit with --report")
+    p.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials the study ends "
+                                                          "with; use the same number for every method (default 20)")
+    p.add_argument("--benchmark", default="synthetic")
+    p.add_argument("--budget", default="reduced", choices=["reduced", "full"],
+                   help="reduced (default): half the steps per task and half the test/validation records")
+    p.add_argument("--preset", default="default", help="base preset of every trial: default | quick")
+    p.add_argument("--order", default="1", help="task order of every trial (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every trial and the sampler's seed")
+    p.add_argument("--backbone", default="tiny-llava")
+    p.add_argument("--root", default="results/tuning",
+                   help="studies (ROOT/<benchmark>/<method>.db), trial runs, tuned.yaml and report.md")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a hyper-parameter for every trial (repeatable; not a searched one)")
+    p.add_argument("--pruner", default="median", choices=["median", "none"],
+                   help="median (default): stop a trial whose running avg after a task is below the median")
+    p.add_argument("--startup-trials", type=int, default=3, help="completed trials before pruning starts (default 3)")
+    p.add_argument("--report", action="store_true", help="only rewrite ROOT/report.md from the stored studies")
+    p.add_argument("--data-root", help="folder of a real benchmark in its native layout (ucit, coin)")
+    p.add_argument("--image-root", help="image folder, if apart from --data-root")
+    p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--devices", default="1")
+    p.add_argument("--precision", default="32-true")
+    p.add_argument("--logger", default="none", help="training-loss logger of each trial: none (default) | csv | ...")
+    p.add_argument("--verbose", action="store_true", help="also print each trial's own progress")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ceiling(sub)
     _add_sweep(sub)
     _add_leaderboard(sub)
+    _add_tune(sub)
     m = sub.add_parser("metrics", help="summary metrics of an accuracy-matrix CSV")
     m.add_argument("matrix", help="CSV with columns stage,<task1>,...; empty cell = not evaluated")
     m.add_argument("--json", action="store_true", help="print the full summary as JSON")
@@ -131,7 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     seed=args.seed, preset=args.preset, output=args.output, resume=args.resume,
                     eval_mode=args.eval_mode, accelerator=args.accelerator, devices=_devices(args.devices),
                     strategy=args.strategy, precision=args.precision, logger=args.logger,
-                    data_root=args.data_root, image_root=args.image_root, overrides=parse_set(args.overrides))
+                    data_root=args.data_root, image_root=args.image_root, tuned_file=args.tuned_file,
+                    overrides=parse_set(args.overrides))
     from .runner import execute, plan_run
 
     plan = plan_run(cfg)  # every check that can fail on bad input happens here, before any write
@@ -172,7 +213,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     check_logger(args.logger)
     options = dict(benchmark=args.benchmark, backbone=args.backbone, preset=args.preset, eval_mode=args.eval_mode,
                    accelerator=args.accelerator, devices=_devices(args.devices), strategy=args.strategy,
-                   precision=args.precision, logger=args.logger, data_root=args.data_root, image_root=args.image_root)
+                   precision=args.precision, logger=args.logger, data_root=args.data_root, image_root=args.image_root,
+                   tuned_file=args.tuned_file)
     spec = SweepSpec(methods=args.methods, orders=args.orders, seeds=args.seeds, root=args.root,
                      overrides=parse_set(args.overrides), run_options=options)
     started = time.time()
@@ -191,11 +233,47 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .config import parse_set
+    from .loggers import check_logger
+
+    if args.report:
+        from .tuning import require_optuna
+        from .tuning_report import write_report
+
+        require_optuna()
+        print(f"tuning report: {write_report(args.root)}")
+        return 0
+    if not args.method:
+        raise UserError("tune: --method is required (or --report to only rewrite the report)")
+    check_logger(args.logger)
+    from .tuning import TuneSpec, plan_tune, require_optuna, run_tune
+
+    require_optuna()
+    options = dict(accelerator=args.accelerator, devices=_devices(args.devices), precision=args.precision,
+                   logger=args.logger, data_root=args.data_root, image_root=args.image_root)
+    spec = TuneSpec(method=args.method, benchmark=args.benchmark, trials=args.trials, budget=args.budget,
+                    preset=args.preset, order=args.order, seed=args.seed, backbone=args.backbone, root=args.root,
+                    overrides=parse_set(args.overrides), pruner=args.pruner, startup_trials=args.startup_trials,
+                    run_options=options)
+    plan = plan_tune(spec)  # every name, key and range checked before the first trial
+    print(f"tune {plan.method} on {spec.benchmark}: {spec.trials} trials, objective {plan.objective}; "
+          f"study {plan.db}\n  stream: {plan.stream}\n  budget: {spec.budget} ("
+          + ", ".join(f"{k}={v}" for k, v in plan.resolved_budget.items()) + ")", flush=True)
+    try:
+        run_tune(plan, echo=lambda line: print(line, flush=True), progress=args.verbose)
+    except KeyboardInterrupt:
+        print("tune interrupted; rerun the same command to resume the study", flush=True)
+        return 130
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import build_leaderboard, render, write_output
 
     board = build_leaderboard(args.runs_dir, metrics=args.metrics.split(","), reference=args.reference.split(","),
-                              paper_file=args.paper)
+                              paper_file=args.paper, baseline=args.baseline.strip() or None,
+                              paired_metric=args.paired_metric)
     plots: list = []
     if args.plots:
         from .plots import write_plots
@@ -286,8 +364,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"run": cmd_run, "ceiling": cmd_ceiling, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "convert": cmd_convert,
-                    "metrics": cmd_metrics, "list": cmd_list}
+        commands = {"run": cmd_run, "ceiling": cmd_ceiling, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard,
+                    "convert": cmd_convert, "metrics": cmd_metrics, "list": cmd_list, "tune": cmd_tune}
         return commands[args.command](args)
     except UserError as exc:
         print(f"mcit-bench: error: {exc}", file=sys.stderr)

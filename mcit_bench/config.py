@@ -49,7 +49,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Smoke tests: every code path, well under a minute once the backbone is cached. On a real benchmark
     # the sizes pick a deterministic subset of each task (counts are still checked on the full files).
     "quick": {"train_size": 32, "test_size": 8, "steps_per_task": 4, "batch_size": 8, "eval_batch_size": 16},
+    # The best values of `mcit-bench tune` for (benchmark, method), read from the tuned file (tuned.py) with
+    # the default budget; the values are filled in per run by `runner.plan_run`.
+    "tuned": {},
 }
+STREAMS = ("report", "tuning")  # report: what results are reported on; tuning: `mcit-bench tune`'s disjoint data
 
 
 @dataclass
@@ -70,6 +74,8 @@ class RunConfig:
     logger: str = "csv"  # csv | tensorboard | wandb | none
     data_root: str | None = None
     image_root: str | None = None
+    data_stream: str = "report"  # report | tuning (another generator seed / a validation split: benchmark loaders)
+    tuned_file: str | None = None  # --preset tuned: the tuned values file (None = results/tuning/tuned.yaml)
     overrides: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, Any] = field(default_factory=dict)  # resolved
     task_subset: list[str] | None = None  # train these tasks only, in this order (e.g. one task: a ceiling)
@@ -99,10 +105,11 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def resolve_hparams(method_defaults: dict[str, Any], preset: str, overrides: dict[str, Any],
-                    method_name: str) -> dict[str, Any]:
+                    method_name: str, preset_values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge defaults, preset and overrides; ``preset_values`` replaces ``PRESETS[preset]`` (the tuned preset)."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    merged = {**TRAIN_DEFAULTS, **method_defaults, **PRESETS[preset]}
+    merged = {**TRAIN_DEFAULTS, **method_defaults, **(PRESETS[preset] if preset_values is None else preset_values)}
     unknown = sorted(set(overrides) - set(merged))
     if unknown:
         raise UserError(f"--set: unknown key(s) {', '.join(unknown)} for method {method_name!r}; "

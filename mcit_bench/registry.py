@@ -10,13 +10,9 @@ module file when it exists.
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any, Callable
-
-import yaml
 
 from .errors import UserError
 
@@ -82,18 +78,15 @@ def aliases_of(canonical: str) -> list[str]:
 
 
 def method_defaults(cls: type) -> dict[str, Any]:
-    """Class ``defaults`` merged with the YAML file beside the class's module (YAML wins)."""
+    """Class ``defaults`` merged with the YAML file beside the class's module (YAML wins).
+
+    The YAML's ``search_space`` section is the method's tuning range (``search_space.py``), never a
+    hyper-parameter.
+    """
+    from .search_space import SECTION, read_method_yaml, yaml_path
+
     merged = dict(getattr(cls, "defaults", {}) or {})
-    try:
-        yaml_path = Path(inspect.getfile(cls)).with_suffix(".yaml")
-    except TypeError:
-        yaml_path = None
-    if yaml_path and yaml_path.is_file():
-        try:
-            loaded = yaml.safe_load(yaml_path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{yaml_path}: malformed YAML: {str(exc).splitlines()[0]}") from exc
-        if not isinstance(loaded, dict):
-            raise UserError(f"{yaml_path}: expected a mapping of hyper-parameters, got {type(loaded).__name__}")
-        merged.update(loaded)
+    path = yaml_path(cls)
+    if path and path.is_file():
+        merged.update({k: v for k, v in read_method_yaml(path).items() if k != SECTION})
     return merged

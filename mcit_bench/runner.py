@@ -17,14 +17,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import yaml
 
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .benchmark import Benchmark, load_benchmark
-from .config import RunConfig, load_order, resolve_hparams
+from .config import PRESETS, STREAMS, TRAIN_DEFAULTS, RunConfig, load_order, resolve_hparams
 from .errors import UserError
 from .registry import get_method, method_defaults
 
@@ -42,6 +42,8 @@ class Plan:
     order: list[str]
     backbone_spec: str
     run_dir: Path
+    preset_values: dict[str, Any] | None = None  # what the preset set (the tuned values for --preset tuned)
+    tuned: dict[str, Any] | None = None  # --preset tuned: {"file", "values", "provenance"}
 
 
 def default_run_dir(root: Path, benchmark: str, method: str, order: str, seed: int) -> Path:
@@ -55,13 +57,18 @@ def plan_run(cfg: RunConfig) -> Plan:
     from .backbones import check_backbone
 
     method_cls = get_method(cfg.method)
-    hparams = resolve_hparams(method_defaults(method_cls), cfg.preset, cfg.overrides, method_cls.name)
+    defaults = method_defaults(method_cls)
+    tuned = _tuned_preset(cfg, method_cls, defaults) if cfg.preset == "tuned" else None
+    preset_values = tuned["values"] if tuned is not None else None
+    hparams = resolve_hparams(defaults, cfg.preset, cfg.overrides, method_cls.name, preset_values)
     method_cls.check_hparams(hparams)
     if cfg.eval_mode not in ("full", "lower"):
         raise UserError(f"--eval {cfg.eval_mode!r}: expected 'full' or 'lower'")
+    if cfg.data_stream not in STREAMS:
+        raise UserError(f"data stream {cfg.data_stream!r}: expected one of {', '.join(STREAMS)}")
     benchmark = load_benchmark(cfg.benchmark, train_size=hparams["train_size"], test_size=hparams["test_size"],
                                data_root=cfg.data_root, image_root=cfg.image_root,
-                               strict_counts=bool(hparams.get("strict_counts", True)))
+                               strict_counts=bool(hparams.get("strict_counts", True)), stream=cfg.data_stream)
     order = load_order(cfg.order, benchmark.task_names, benchmark=benchmark.name)
     if cfg.task_subset:
         unknown = [t for t in cfg.task_subset if t not in benchmark.task_names]
@@ -82,15 +89,28 @@ def plan_run(cfg: RunConfig) -> Plan:
             raise UserError(f"{run_dir}: a run already exists there; pass --resume to continue it or --output "
                             f"to write elsewhere")
         previous = yaml.safe_load((run_dir / "config.yaml").read_text())
-        for key in ("method", "benchmark", "backbone", "seed", "preset", "eval_mode"):
+        for key in ("method", "benchmark", "backbone", "seed", "preset", "eval_mode", "data_stream"):
             now = method_cls.name if key == "method" else getattr(cfg, key)  # config.yaml holds the canonical name
-            if str(previous.get(key)) != str(now):
+            before = previous.get(key, "report" if key == "data_stream" else None)  # runs older than streams
+            if str(before) != str(now):
                 raise UserError(f"{run_dir}/config.yaml: --resume with {key}={getattr(cfg, key)!r} but the run "
-                                f"was started with {key}={previous.get(key)!r}")
+                                f"was started with {key}={before!r}")
         if previous.get("hparams") != hparams or previous.get("tasks") != order:
             raise UserError(f"{run_dir}/config.yaml: --resume with different hyper-parameters or task order "
                             f"than the run was started with")
-    return Plan(cfg, method_cls, hparams, benchmark, order, cfg.backbone, run_dir)
+    return Plan(cfg, method_cls, hparams, benchmark, order, cfg.backbone, run_dir,
+                preset_values=dict(PRESETS[cfg.preset] if preset_values is None else preset_values), tuned=tuned)
+
+
+def _tuned_preset(cfg: RunConfig, method_cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The tuned values of (benchmark, method) with their provenance and file (``--preset tuned``)."""
+    from .search_space import search_space
+    from .tuned import DEFAULT_TUNED_FILE, tuned_entry
+
+    base = {**TRAIN_DEFAULTS, **defaults}
+    path = cfg.tuned_file or DEFAULT_TUNED_FILE
+    entry = tuned_entry(path, cfg.benchmark, method_cls.name, base, bool(search_space(method_cls, base)))
+    return {"file": str(path), **entry}
 
 
 class RunState:
@@ -122,8 +142,13 @@ def stages_to_evaluate(stage: int, n_tasks: int, eval_mode: str, joint: bool) ->
     return list(range(stage))
 
 
-def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the plan; returns the summary."""
+def execute(plan: Plan, progress: bool = True,
+            on_stage: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) the plan; returns the summary.
+
+    ``on_stage(stage, summary)`` is called once each stage is evaluated and on disk (also for stages a
+    resumed run had finished before); an exception it raises stops the run there (tuning prunes so).
+    """
     import torch
 
     from .backbones import load_backbone
@@ -188,6 +213,8 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
             if progress:
                 print(f"  stage {stage} | {task.name:<18} {result.score:6.2f}", flush=True)
         summary = write_results(plan, state, strategy, started, complete=(stage == n))
+        if on_stage is not None:
+            on_stage(stage, summary)
         if os.environ.get("MCIT_BENCH_STOP_AFTER_STAGE") == str(stage):
             # Simulated preemption for tests and drills: stop hard once this stage is on disk.
             raise SystemExit(f"mcit-bench: stopped after stage {stage} (MCIT_BENCH_STOP_AFTER_STAGE)")
@@ -296,6 +323,10 @@ def write_results(plan: Plan, state: RunState, strategy: Any, started: float, co
         "order": plan.config.order,
         "seed": plan.config.seed,
         "preset": plan.config.preset,
+        # the values the preset set (for `tuned`: the tuned values; their provenance under "tuned")
+        "preset_values": plan.preset_values or {},
+        **({"tuned": plan.tuned} if plan.tuned is not None else {}),
+        "data_stream": plan.config.data_stream,
         "tasks": order,
         "complete": complete,
         "scorers": {t.name: {"scorer": t.scorer, "variant": t.scorer_variant, "chance": t.chance} for t in tasks},

@@ -197,3 +197,61 @@ def test_cli_writes_table_and_plots(runs: Path, tmp_path: Path, capsys) -> None:
     assert main(["leaderboard", str(runs), "--metrics", "avg,nope"]) == 2
     assert "unknown metric(s) nope" in capsys.readouterr().err
     assert main(["leaderboard", str(tmp_path / "missing")]) == 2
+
+
+# Paired comparison by hand (n = 6 (order, seed) pairs, metric `last`):
+#   differences m - lora-ft: +1.5, -0.5, +2.0, +3.0, -1.0, +2.5   (mean 7.5 / 6 = 1.25)
+#   |d| ranked: 0.5 -> 1, 1.0 -> 2, 1.5 -> 3, 2.0 -> 4, 2.5 -> 5, 3.0 -> 6
+#   W+ = 3 + 4 + 6 + 5 = 18, W- = 1 + 2 = 3, W = min = 3
+#   exact null: the 2^6 = 64 sign patterns are equally likely; rank sums <= 3 come from {}, {1}, {2}, {3},
+#   {1, 2}: 5 patterns, so P(W- <= 3) = 5/64 and the two-sided p = 2 * 5/64 = 10/64 = 0.15625
+PAIRED_DIFFS = [1.5, -0.5, 2.0, 3.0, -1.0, 2.5]
+PAIRED_KEYS = [("1", 0), ("1", 1), ("2", 0), ("2", 1), ("3", 0), ("3", 1)]
+
+
+def test_wilcoxon_and_bootstrap_by_hand() -> None:
+    from itertools import product
+
+    from mcit_bench.leaderboard.statistics import bootstrap_mean_interval, paired_comparison, wilcoxon_signed_rank
+
+    w, p = wilcoxon_signed_rank(PAIRED_DIFFS)
+    assert w == 3.0 and p == pytest.approx(10 / 64)
+    # the same exact p by enumerating the sign patterns of ranks 1..6
+    as_extreme = sum(sum(r for r, s in zip(range(1, 7), signs) if s) <= 3 for signs in product((0, 1), repeat=6))
+    assert as_extreme == 5
+    assert wilcoxon_signed_rank([0.0, 0.0]) == (0.0, 1.0) and wilcoxon_signed_rank([]) is None
+    base = {k: 50.0 for k in PAIRED_KEYS}
+    paired = paired_comparison({k: 50.0 + d for k, d in zip(PAIRED_KEYS, PAIRED_DIFFS)} | {("9", 0): 80.0}, base)
+    assert paired.n == 6 and paired.mean_diff == pytest.approx(1.25)  # ("9", 0) has no baseline run: not paired
+    assert paired.statistic == 3.0 and paired.p_value == pytest.approx(0.15625)
+    low, high = bootstrap_mean_interval(PAIRED_DIFFS)
+    assert -1.0 <= low < 1.25 < high <= 3.0 and (low, high) == bootstrap_mean_interval(PAIRED_DIFFS)  # seeded
+    assert bootstrap_mean_interval([2.0]) is None
+
+
+def test_paired_column_against_lora_ft(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    for (order, seed), d in zip(PAIRED_KEYS, PAIRED_DIFFS):
+        make_run(root, "lora-ft", order, ["A", "B"], [[10, 20], [50, 30], [50, 50]], seed=seed)
+        make_run(root, "m", order, ["A", "B"], [[10, 20], [50, 30], [50 + d, 50 + d]], seed=seed)
+    make_run(root, "zero-shot", "1", ["A", "B"], [[10, 20], [10, 20], [10, 20]])
+    board = build_leaderboard(root, metrics=["avg"])  # `last` is loaded for the pairing all the same
+    group = board.groups[0]
+    assert group.baseline == "lora-ft"
+    m = _row(board, "m")
+    assert m.paired.n == 6 and m.paired.mean_diff == pytest.approx(1.25) and m.paired.p_value == pytest.approx(0.15625)
+    assert _row(board, "zero-shot").paired.n == 1  # one shared (order, seed): no interval
+    md = render(board, "md")
+    assert "| time (s) | Δlast vs lora-ft [95% CI] p |" in md
+    line = next(x for x in md.splitlines() if x.startswith("| m |"))
+    assert line.endswith(f"| +1.25 [{m.paired.ci_low:+.2f}, {m.paired.ci_high:+.2f}] p=0.156 |")
+    assert next(x for x in md.splitlines() if x.startswith("| lora-ft |")).endswith("| baseline |")
+    # zero-shot's last (10 + 20) / 2 = 15 against 50 on its one shared run: no interval, W = 0, p = 1
+    assert "| zero-shot (ref.) | 1 | 12.50 ± – | 1.0K | 15 ± – | -35.00 p=1.000 |" in md
+    rows = {r["label"]: r for r in csv.DictReader(io.StringIO(render(board, "csv")))}
+    assert rows["m"]["paired_baseline"] == "lora-ft" and rows["m"]["paired_metric"] == "last"
+    assert float(rows["m"]["paired_p"]) == pytest.approx(0.15625) and float(rows["m"]["paired_wilcoxon_w"]) == 3
+    assert rows["lora-ft"]["paired_n"] == ""
+    tex = render(board, "latex")
+    assert r"$\Delta$last vs lora-ft [95\% CI] p" in tex and "+1.25 [" in tex
+    assert "Δ" not in render(build_leaderboard(root, baseline=None), "md")  # no baseline: no column

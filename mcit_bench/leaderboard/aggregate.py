@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import UserError
 from .paper import load_paper_results
 from .records import DECIMALS, DEFAULT_METRICS, RunRecord, discover, lower_is_better
-from .statistics import Stat, stat
+from .statistics import Paired, Stat, paired_comparison, stat
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Row:
     params: Stat = field(default_factory=lambda: Stat(None, None, 0))
     seconds: Stat = field(default_factory=lambda: Stat(None, None, 0))
     best: set[str] = field(default_factory=set)  # columns where this row is marked best
+    paired: Paired | None = None  # against the baseline row over the same (order, seed) runs
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Group:
     rows: list[Row]
     task_names: list[str]
     notes: list[str] = field(default_factory=list)
+    baseline: str | None = None  # label of the row the others are paired against (None: no such row)
 
 
 @dataclass
@@ -45,6 +47,8 @@ class Leaderboard:
     skipped: list[tuple[str, str]]
     group_notes: list[str]
     paper: dict[str, Any] | None = None
+    baseline: str | None = None  # method every row is paired against ("" / None: no paired column)
+    paired_metric: str = "last"
 
     @property
     def n_runs(self) -> int:
@@ -86,7 +90,8 @@ def _method_sort_key(row: Row) -> tuple:
     return (row.reference, row.method, row.label)
 
 
-def build_group(index: int, runs: list[RunRecord], metrics: Sequence[str], reference: set[str]) -> Group:
+def build_group(index: int, runs: list[RunRecord], metrics: Sequence[str], reference: set[str],
+                baseline: str | None = None, paired_metric: str = "last") -> Group:
     group = Group(index=index, setting=runs[0].setting, rows=[], task_names=_canonical_tasks(runs))
     by_method: dict[str, dict[str, list[RunRecord]]] = {}
     for run in runs:
@@ -105,6 +110,7 @@ def build_group(index: int, runs: list[RunRecord], metrics: Sequence[str], refer
                                         group.task_names, group.notes))
     group.rows.sort(key=_method_sort_key)
     _mark_best(group, metrics)
+    _pair_with_baseline(group, baseline, paired_metric)
     coverage = {r.label: sorted({(x.order, x.seed) for x in r.runs}) for r in group.rows}
     if len({_key(c) for c in coverage.values()}) > 1:
         desc = "; ".join(f"{label}: " + ", ".join(f"o{o}/s{s}" for o, s in c) for label, c in coverage.items())
@@ -132,6 +138,24 @@ def _make_row(label: str, method: str, is_reference: bool, runs: list[RunRecord]
     return row
 
 
+def _pair_with_baseline(group: Group, baseline: str | None, metric: str) -> None:
+    """Each row's ``metric`` against the baseline method's over the (order, seed) runs both have."""
+    if not baseline:
+        return
+    base_rows = [r for r in group.rows if r.method == baseline]
+    if len(base_rows) != 1:
+        if base_rows:
+            group.notes.append(f"`{baseline}` has {len(base_rows)} hyper-parameter sets in this table: no paired "
+                               f"comparison (the baseline must be one row)")
+        return
+    base = base_rows[0]
+    group.baseline = base.label
+    reference = {(r.order, r.seed): r.metrics.get(metric) for r in base.runs}
+    for row in group.rows:
+        if row is not base:
+            row.paired = paired_comparison({(r.order, r.seed): r.metrics.get(metric) for r in row.runs}, reference)
+
+
 def _mark_best(group: Group, metrics: Sequence[str]) -> None:
     columns = [(m, lower_is_better(m), lambda row, m=m: row.stats[m]) for m in metrics]
     columns += [(f"task:{t}", False, lambda row, t=t: row.tasks[t]) for t in group.task_names]
@@ -148,10 +172,15 @@ def _mark_best(group: Group, metrics: Sequence[str]) -> None:
 
 def build_leaderboard(runs_dir: str | os.PathLike, metrics: Sequence[str] = DEFAULT_METRICS,
                       reference: Sequence[str] = ("zero-shot", "joint"),
-                      paper_file: str | os.PathLike | None = None) -> Leaderboard:
+                      paper_file: str | os.PathLike | None = None, baseline: str | None = "lora-ft",
+                      paired_metric: str = "last") -> Leaderboard:
     metrics = check_metrics(metrics)
+    try:
+        paired_metric = check_metrics([paired_metric])[0]
+    except UserError as exc:
+        raise UserError(str(exc).replace("--metrics", "--paired-metric", 1)) from None
     paper = load_paper_results(paper_file) if paper_file else None
-    records, skipped = discover(runs_dir, metrics)
+    records, skipped = discover(runs_dir, [*metrics, *([paired_metric] if paired_metric not in metrics else [])])
     if not records:
         raise UserError(f"{runs_dir}: no complete run (summary.json with complete: true) found"
                         + (f"; {len(skipped)} incomplete" if skipped else ""))
@@ -161,13 +190,14 @@ def build_leaderboard(runs_dir: str | os.PathLike, metrics: Sequence[str] = DEFA
     # the setting with the most runs first: the main table
     ordered = sorted(by_setting.values(), key=lambda runs: (-len(runs), _key(runs[0].setting)))
     ref = {r.strip() for r in reference if r.strip()}
-    groups = [build_group(i, runs, metrics, ref) for i, runs in enumerate(ordered, start=1)]
+    groups = [build_group(i, runs, metrics, ref, baseline, paired_metric) for i, runs in enumerate(ordered, start=1)]
     group_notes = []
     if len(groups) > 1:
         differing = _differences([g.setting for g in groups])
         group_notes.append(f"{len(groups)} different settings found; runs of different settings are never averaged "
                            f"together and are reported in separate tables. They differ in: {', '.join(differing)}")
-    return Leaderboard(str(runs_dir), list(metrics), groups, skipped, group_notes, paper)
+    return Leaderboard(str(runs_dir), list(metrics), groups, skipped, group_notes, paper, baseline or None,
+                       paired_metric)
 
 
 def check_metrics(metrics: Sequence[str]) -> list[str]:

@@ -99,6 +99,8 @@ def load_run(run_dir: Path, metrics: Sequence[str], summary: dict[str, Any]) -> 
     seconds = None if all(s is None for s in secs) else sum(s or 0.0 for s in secs)
     setting = {key: _str(summary.get(key, config.get(key))) for key in SETTING_CONFIG_KEYS}
     setting["backbone_checkpoint"] = _str(summary.get("backbone_checkpoint"))  # recipe hash of a built-in
+    # tuning runs (`mcit-bench tune`) are never averaged with reported ones; runs older than streams: report
+    setting["data_stream"] = str(summary.get("data_stream") or config.get("data_stream") or "report")
     setting["tasks"] = sorted(names)
     setting["scorers"] = {t: _scorer_tag(v) for t, v in sorted((summary.get("scorers") or {}).items())}
     setting["budget"] = {k: hparams.get(k) for k in SETTING_HPARAMS}

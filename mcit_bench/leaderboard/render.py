@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from ..errors import UserError
 from .aggregate import Group, Leaderboard, Row
 from .records import DASH, DECIMALS, lower_is_better
-from .statistics import Stat
+from .statistics import Paired, Stat
 
 def fmt_stat(s: Stat, n_runs: int, pm: str = "±", dash: str = DASH) -> str:
     if s.n == 0 or s.mean is None:
@@ -38,6 +38,26 @@ def fmt_seconds(s: Stat, pm: str = "±", dash: str = DASH) -> str:
     return f"{s.mean:.0f} {pm} " + (dash if s.std is None else f"{s.std:.0f}")
 
 
+def fmt_paired(p: Paired | None, n_runs: int, is_baseline: bool) -> str:
+    """``+2.10 [-0.40, +4.60] p=0.156``: mean difference, bootstrap 95% interval, Wilcoxon p."""
+    if is_baseline:
+        return "baseline"
+    if p is None or p.n == 0 or p.mean_diff is None:
+        return "n/a"
+    text = f"{p.mean_diff:+.{DECIMALS}f}"
+    if p.ci_low is not None and p.ci_high is not None:
+        text += f" [{p.ci_low:+.{DECIMALS}f}, {p.ci_high:+.{DECIMALS}f}]"
+    if p.p_value is not None:
+        text += f" p={p.p_value:.3f}"
+    if p.n != n_runs:
+        text += f" (n={p.n})"
+    return text
+
+
+def paired_header(board: Leaderboard, group: Group, delta: str = "Δ") -> str:
+    return f"{delta}{board.paired_metric} vs {group.baseline} [95% CI] p"
+
+
 def metric_header(metric: str, up: str = "↑", down: str = "↓") -> str:
     return f"{metric} {down if lower_is_better(metric) else up}"
 
@@ -48,7 +68,9 @@ def describe_setting(setting: dict[str, Any]) -> str:
     scorers = ", ".join(f"{t}: {s}" for t, s in setting["scorers"].items())
     checkpoint = setting.get("backbone_checkpoint")
     backbone = setting["backbone"] + (f" ({checkpoint})" if checkpoint and checkpoint != setting["backbone"] else "")
-    return (f"benchmark `{setting['benchmark']}`, backbone `{backbone}`, preset `{setting['preset']}`, "
+    stream = setting.get("data_stream", "report")
+    preset = setting["preset"] + ("" if stream == "report" else f"`, data stream `{stream}")
+    return (f"benchmark `{setting['benchmark']}`, backbone `{backbone}`, preset `{preset}`, "
             f"eval `{setting['eval_mode']}`, precision `{setting['precision']}`, devices `{setting['devices']}`; "
             f"budget: {budget}; scorers: {scorers or 'n/a'}; versions: {versions or 'n/a'}")
 
@@ -59,7 +81,10 @@ CONVENTIONS = (
     "matrix cell was not evaluated, e.g. `joint` has no intermediate rows); `n/a` = unavailable in every run, "
     "never 0. Metrics are recomputed from each run's accuracy.csv. Per-task scores: last row of each matrix, "
     "aligned by task name. Best measured value per column marked (↑ higher is better, ↓ lower is better; ties at "
-    "two decimals all marked); reference rows (bounds) are never marked. Time: train + eval seconds per run."
+    "two decimals all marked); reference rows (bounds) are never marked. Time: train + eval seconds per run. "
+    "Paired column (when the baseline has a row): the mean difference of the metric against the baseline over the "
+    "(order, seed) runs both have, its 95% percentile-bootstrap interval (9999 resamples, seed 0) and the two-sided "
+    "Wilcoxon signed-rank p-value (exact for small samples; zero differences dropped)."
 )
 
 
@@ -78,17 +103,21 @@ def render(board: Leaderboard, fmt: str, plots: Sequence[Any] = (), output: str 
     raise UserError(f"--format {fmt!r}: expected md, latex or csv")
 
 
-def _main_columns(board: Leaderboard) -> list[str]:
-    return ["method", "runs", *(metric_header(m) for m in board.metrics), "trainable params", "time (s)"]
+def _main_columns(board: Leaderboard, group: Group) -> list[str]:
+    paired = [paired_header(board, group)] if group.baseline else []
+    return ["method", "runs", *(metric_header(m) for m in board.metrics), "trainable params", "time (s)", *paired]
 
 
-def _main_cells(row: Row, board: Leaderboard, bold: Any, pm: str = "±", dash: str = DASH) -> list[str]:
+def _main_cells(row: Row, board: Leaderboard, bold: Any, pm: str = "±", dash: str = DASH,
+                group: Group | None = None) -> list[str]:
     n = len(row.runs)
     cells = [row.label + (" (ref.)" if row.reference else ""), str(n)]
     for m in board.metrics:
         text = fmt_stat(row.stats[m], n, pm, dash)
         cells.append(bold(text) if m in row.best else text)
     cells += [fmt_params(row.params), fmt_seconds(row.seconds, pm, dash)]
+    if group is not None and group.baseline:
+        cells.append(fmt_paired(row.paired, n, row.label == group.baseline))
     return cells
 
 
@@ -122,7 +151,8 @@ def render_markdown(board: Leaderboard, plots: Sequence[Any] = (), output: str |
     for group in board.groups:
         title = "Measured" if len(board.groups) == 1 else f"Measured, setting {group.index} of {len(board.groups)}"
         out += [f"## {title}", "", describe_setting(group.setting), ""]
-        out += _md_table(_main_columns(board), [_main_cells(r, board, bold) for r in group.rows]) + [""]
+        out += _md_table(_main_columns(board, group), [_main_cells(r, board, bold, group=group)
+                                                        for r in group.rows]) + [""]
         out += ["Final score per task (last row of each run's matrix, aligned by task name):", ""]
         out += _md_table(["method", *group.task_names], [_task_cells(r, group, bold) for r in group.rows]) + [""]
         for note in group.notes:
@@ -210,9 +240,11 @@ def render_latex(board: Leaderboard) -> str:
         setting = latex_escape(describe_setting(group.setting).replace("`", ""))
         header = ["Method", "Runs", *(latex_escape(m) + (r" $\downarrow$" if lower_is_better(m) else r" $\uparrow$")
                                       for m in board.metrics), "Trainable params", "Time (s)"]
+        if group.baseline:
+            header.append(r"$\Delta$" + latex_escape(paired_header(board, group, delta="")))
         rows = []
         for r in group.rows:
-            cells = _main_cells(r, board, lambda t: mark + t, pm="PM", dash=dash)
+            cells = _main_cells(r, board, lambda t: mark + t, pm="PM", dash=dash, group=group)
             rows.append([_latex_cell(c, pm) for c in cells])
         out += _latex_table(f"Measured, setting {group.index}: {setting}. Mean $\\pm$ sample std (ddof=1) "
                             f"over task orders and seeds; best in bold.", header, rows)
@@ -254,6 +286,8 @@ def render_csv(board: Leaderboard) -> str:
     for t in task_names:
         header += [f"task:{t}_mean", f"task:{t}_std", f"task:{t}_n", f"task:{t}_best"]
     header += ["trainable_parameters", "seconds_mean", "seconds_std", "setting_description"]
+    header += ["paired_baseline", "paired_metric", "paired_n", "paired_mean_diff", "paired_ci_low", "paired_ci_high",
+               "paired_wilcoxon_w", "paired_p"]
     writer.writerow(header)
 
     def num(v: float | None) -> str:
@@ -271,6 +305,10 @@ def render_csv(board: Leaderboard) -> str:
                 line += [num(s.mean), num(s.std), s.n, "*" if f"task:{t}" in r.best else ""]
             line += [num(r.params.mean), num(r.seconds.mean), num(r.seconds.std),
                      describe_setting(g.setting).replace("`", "")]
+            p = r.paired
+            line += [g.baseline or "", board.paired_metric if g.baseline else "", "" if p is None else p.n]
+            values = (p.mean_diff, p.ci_low, p.ci_high, p.statistic, p.p_value) if p else (None,) * 5
+            line += [num(v) for v in values]
             writer.writerow(line)
     return buf.getvalue()
 

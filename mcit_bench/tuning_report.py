@@ -1,0 +1,133 @@
+"""The tuning report (``<root>/report.md``): per benchmark and method, the best values, the cost of the study
+and the method's sensitivity (the spread of the objective over its completed trials)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPORT_FILE = "report.md"
+
+
+@dataclass
+class StudySummary:
+    benchmark: str
+    method: str
+    db: Path
+    protocol: dict[str, Any]
+    complete: int
+    pruned: int
+    failed: int
+    best_value: float | None
+    best_values: dict[str, Any]
+    seconds: float
+    values: list[float]  # objective of every completed trial
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+
+def study_seconds(study: Any) -> float:
+    """Wall seconds of every trial (interrupted ones up to their last finished task)."""
+    return float(sum(float(t.user_attrs.get("seconds", 0.0)) for t in study.get_trials(deepcopy=False)))
+
+
+def spread(values: list[float]) -> dict[str, float] | None:
+    """min, quartiles, median, max and IQR of the objective (None without values)."""
+    if not values:
+        return None
+    arr = np.asarray(values, dtype=float)
+    q1, median, q3 = np.percentile(arr, [25, 50, 75])
+    return {"min": float(arr.min()), "q1": float(q1), "median": float(median), "q3": float(q3),
+            "max": float(arr.max()), "iqr": float(q3 - q1)}
+
+
+def collect(root: str | Path) -> list[StudySummary]:
+    """Every study stored under ``<root>/<benchmark>/<method>.db``."""
+    from .tuning import require_optuna
+
+    optuna = require_optuna()
+    from optuna.trial import TrialState
+
+    out = []
+    for db in sorted(Path(root).glob("*/*.db")):
+        storage = f"sqlite:///{db}"
+        for name in optuna.study.get_all_study_names(storage):
+            study = optuna.load_study(study_name=name, storage=storage)
+            trials = study.get_trials(deepcopy=False)
+            done = [t for t in trials if t.state == TrialState.COMPLETE]
+            best = max(done, key=lambda t: t.value) if done else None
+            protocol = study.user_attrs.get("protocol") or {}
+            out.append(StudySummary(
+                benchmark=str(protocol.get("benchmark", db.parent.name)), method=str(protocol.get("method", db.stem)),
+                db=db, protocol=protocol, complete=len(done),
+                pruned=sum(t.state == TrialState.PRUNED for t in trials),
+                failed=sum(t.state == TrialState.FAIL for t in trials),
+                best_value=None if best is None else float(best.value), best_values={} if best is None else best.params,
+                seconds=study_seconds(study), values=[float(t.value) for t in done]))
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_report(studies: list[StudySummary]) -> str:
+    from .tuning import objective_description
+
+    out = ["# Tuning report", "",
+           "Written by `mcit-bench tune`. Each trial is a full continual run on the tuning stream, which is disjoint "
+           "from the reported one (built-in benchmark: another data seed; UCIT/CoIN: a validation split carved from "
+           "the training records), under a reduced budget. The best values are the `tuned` preset "
+           "(`tuned.yaml`, `--preset tuned`). Sensitivity: the spread of the objective over the completed trials "
+           "(pruned trials stopped early and have no final value); a wide spread or IQR means the method works only "
+           "in a narrow band of its search space. Wall time: the trials' run time (train and evaluation).", ""]
+    if not studies:
+        return "\n".join(out + ["No study stored yet.", ""])
+    for bench in sorted({s.benchmark for s in studies}):
+        rows = [s for s in studies if s.benchmark == bench]
+        first = rows[0].protocol
+        out += [f"## {bench}", "", f"- Stream: {first.get('stream', 'n/a')}",
+                f"- Budget: {first.get('budget', 'n/a')} (" + ", ".join(
+                    f"{k}={v}" for k, v in (first.get("resolved_budget") or {}).items()) + ")",
+                f"- Order {first.get('order', 'n/a')}, seed {first.get('seed', 'n/a')}, backbone "
+                f"`{first.get('backbone', 'n/a')}`, base preset `{first.get('preset', 'n/a')}`", ""]
+        header = ["method", "objective", "trials (complete / pruned / failed)", "best", "best values",
+                  "wall time (s)", "min", "median", "max", "IQR"]
+        body = []
+        for s in sorted(rows, key=lambda r: r.method):
+            sp = spread(s.values)
+            cells = [s.method, str(s.protocol.get("objective", "avg")),
+                     f"{s.finished} ({s.complete} / {s.pruned} / {s.failed})",
+                     "n/a" if s.best_value is None else f"{s.best_value:.2f}",
+                     ", ".join(f"{k}={_fmt(v)}" for k, v in s.best_values.items()) or "n/a", f"{s.seconds:.0f}"]
+            cells += ["n/a"] * 4 if sp is None else [f"{sp[k]:.2f}" for k in ("min", "median", "max", "iqr")]
+            body.append(cells)
+        out += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body] + [""]
+        objectives = sorted({str(s.protocol.get("objective", "avg")) for s in rows})
+        out += [f"Objective `{o}`: {objective_description(o)}." for o in objectives] + [""]
+        spaces = [f"- `{s.method}`: " + ", ".join(f"{k} {v}" for k, v in (s.protocol.get("search_space") or {}).items())
+                  for s in sorted(rows, key=lambda r: r.method)]
+        out += ["Search spaces:", "", *spaces, ""]
+        counts = {s.finished for s in rows}
+        if len(counts) > 1:
+            out += ["> **Note:** the studies hold different numbers of finished trials ("
+                    + ", ".join(f"{s.method}: {s.finished}" for s in rows) + "); run each to the same `--trials` "
+                    "before comparing the methods.", ""]
+        if len({str(s.protocol.get("resolved_budget")) for s in rows}) > 1:
+            out += ["> **Note:** the studies were run with different budgets; they are not comparable.", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def write_report(root: str | Path) -> Path:
+    from .atomic import atomic_write_text
+
+    path = Path(root) / REPORT_FILE
+    atomic_write_text(path, render_report(collect(root)))
+    return path
