@@ -25,13 +25,19 @@ Scorers (native quirks as named variants of mcit_bench.scorers): scienceqa/coin,
 imagenet_substring/coin (by position), gqa/coin, vqa_exact/coin (VizWiz, VQAv2), grounding_iou/coin_compat,
 ocrvqa/coin.
 
+ScienceQA's denominator (scienceqa/coin) is every test problem of pid_splits.json, as CoIN's scorer: with
+``strict_counts`` (the default) test.json must hold them all; relaxed, a test problem test.json lacks becomes
+an ``absent`` placeholder record, never generated for, scored as failed (scienceqa/coin_skip_absent leaves
+it out instead: ``--scorer-variant ScienceQA=coin_skip_absent``); info and summary.json count them.
+
 Reconstructed: the release's record counts are not in the project's reference, so counts are not checked
 except ScienceQA's test file against pid_splits.json's test split (strict). ``max_new_tokens``: 1024 where
 CoIN's scripts use model_vqa.py (ImageNet, Grounding, VQAv2) and 128 for VizWiz (model_vizwiz.py); ScienceQA
 1024 and TextVQA, GQA, OCR-VQA 128 follow LLaVA's model_vqa_science / model_vqa_loader defaults (their CoIN
 scripts are not in the release). ``--set eval_max_new_tokens=128`` caps all tasks (faster, may truncate
 babbling answers that the substring scorer would count).
-Multi-turn training conversations keep their first exchange (counted in info).
+Every answer of a multi-turn training conversation is trained (LLaVA's mixture behind GQA, VQAv2, OCR-VQA and
+Grounding holds several question-answer pairs per image), the earlier exchanges as context.
 """
 from __future__ import annotations
 
@@ -42,9 +48,9 @@ from typing import Any
 from mcit_bench.benchmark import Benchmark, TaskSpec
 from mcit_bench.errors import UserError
 
-from .native import (ImageIndex, NativeData, check_unique, conversation_pair, find_dir, find_file, find_optional,
-                     make_benchmark, native_id, open_release, read_json, read_json_list, record,
-                     require_keys, warn_extra_turns, write_canonical)
+from .native import (ImageIndex, NativeData, check_unique, conversation_record, conversation_turns, find_dir,
+                     find_file, find_optional, make_benchmark, later_turns, native_id, open_release, read_json,
+                     read_json_list, record, require_keys, write_canonical)
 
 NAME = "coin"
 TEMPLATE = "vicuna_v1"
@@ -109,30 +115,31 @@ def read_native(data_root: Path, image_root: Path | None = None, strict_counts: 
     instructions, image_root = locate(data_root, image_root)
     images = ImageIndex(image_root, [t.folders for t in TASKS_NATIVE])
     truth = _Truth(image_root, instructions, data_root)
-    records, sources, extra_turns = {}, {}, {}
+    records, sources, later, absent = {}, {}, {}, {}
     for task in TASKS_NATIVE:
         folder = find_dir(instructions, task.folders, f"CoIN task {task.name}")
         train_path = find_file(folder, ("train.json",), "train")
         test_path = find_file(folder, task.test_files, "test")
-        train, extra_turns[task.name] = _read_train(train_path, task, images)
+        train = _read_train(train_path, task, images)
+        later[task.name] = later_turns(train)
         raw_test = read_json_list(test_path)
-        test, used = _read_test(raw_test, test_path, task, images, truth, strict_counts)
+        test, used, absent[task.name] = _read_test(raw_test, test_path, task, images, truth, strict_counts)
         records[task.name] = {"train": train, "test": test}
         sources[task.name] = [train_path, test_path, *used]
-    warn_extra_turns(NAME, extra_turns)
-    info = {"strict_counts": strict_counts, "extra_conversation_turns_ignored": extra_turns}
+    info = {"strict_counts": strict_counts, "later_turns_trained": later,
+            # questions the native scorer counts that the test file lacks (summary.json repeats it)
+            "absent_test_records": {t: n for t, n in absent.items() if n}}
     return NativeData(NAME, list(TASKS), records, image_root, sources, info)
 
 
-def _read_train(path: Path, task: CoinTask, images: ImageIndex) -> tuple[list, int]:
-    rows, extra = [], 0
+def _read_train(path: Path, task: CoinTask, images: ImageIndex) -> list:
+    rows = []
     for index, raw in enumerate(read_json_list(path)):
         nid = native_id(raw, ("id", "question_id"), path, index)
-        prompt, target, more = conversation_pair(raw, path, index)
-        extra += more
+        exchanges = conversation_turns(raw, path, index)
         image = _image(raw, path, index, task, images)
-        rows.append(record(f"{NAME}/{task.name}/train/{index}", nid, index, image, prompt, target))
-    return rows, extra
+        rows.append(conversation_record(f"{NAME}/{task.name}/train/{index}", nid, index, image, exchanges))
+    return rows
 
 
 def _image(raw: dict, path: Path, index: int, task: CoinTask, images: ImageIndex) -> str | None:
@@ -144,7 +151,9 @@ def _image(raw: dict, path: Path, index: int, task: CoinTask, images: ImageIndex
 
 
 def _read_test(raw_rows: list[dict], path: Path, task: CoinTask, images: ImageIndex, truth: _Truth,
-               strict: bool) -> tuple[list, list[Path]]:
+               strict: bool) -> tuple[list, list[Path], int]:
+    """The test records (with ScienceQA's absent placeholders last), the ground-truth files read, and how
+    many questions the native scorer counts that the test file lacks."""
     for index, raw in enumerate(raw_rows):
         require_keys(raw, ("question_id", "text"), path, index)
         if "<image>" in str(raw["text"]):
@@ -156,26 +165,44 @@ def _read_test(raw_rows: list[dict], path: Path, task: CoinTask, images: ImageIn
     for index, (raw, nid) in enumerate(zip(raw_rows, ids)):
         image = _image(raw, path, index, task, images)
         rows.append(record(f"{NAME}/{task.name}/test/{nid}", nid, index, image, str(raw["text"]), **targets[index]))
-    return rows, used
+    missing = targets[len(raw_rows):]
+    for k, (nid, fields) in enumerate(missing):
+        # never generated for; scienceqa/coin scores it as failed, scienceqa/coin_skip_absent leaves it out
+        rows.append(record(f"{NAME}/{task.name}/test/{nid}", nid, len(raw_rows) + k, None, fields.pop("prompt"),
+                           meta={"absent": True}, **fields))
+    return rows, used, len(missing)
 
 
 def _ground_truth(raw_rows: list[dict], ids: list[str], path: Path, task: CoinTask, truth: _Truth,
                   strict: bool) -> tuple[list[dict[str, Any]], list[Path]]:
-    """Per test record the scorer's fields (target, references, choices, bbox, image_size)."""
+    """Per test record the scorer's fields (target, references, choices, bbox, image_size).
+
+    ScienceQA: after one entry per test record, one ``(pid, fields + prompt)`` per test problem of
+    pid_splits.json that the test file lacks (CoIN's scorer counts every test problem)."""
     if task.name == "ScienceQA":
         problems_path, splits_path = truth.path(task, "problems.json"), truth.path(task, "pid_splits.json")
         problems, splits = read_json(problems_path), read_json(splits_path)
-        test_pids = [str(p) for p in splits.get("test", [])] if isinstance(splits, dict) else []
+        test_pids = list(dict.fromkeys(str(p) for p in splits.get("test", []))) if isinstance(splits, dict) else []
         if strict and sorted(ids) != sorted(test_pids):
             raise UserError(f"{path}: {len(ids)} questions, but {splits_path} lists {len(test_pids)} test problems "
-                            f"(CoIN scores every test problem; pass --set strict_counts=false for a subset)")
-        out = []
-        for index, pid in enumerate(ids):
+                            f"(CoIN scores every test problem; with --set strict_counts=false the absent ones count as "
+                            f"failed, or are left out with --scorer-variant ScienceQA=coin_skip_absent)")
+
+        def fields(pid: str, where: str) -> dict[str, Any]:
             problem = problems.get(pid) if isinstance(problems, dict) else None
             if not isinstance(problem, dict) or not isinstance(problem.get("answer"), int):
-                raise UserError(f"{problems_path}: no problem {pid!r} with an integer 'answer' "
-                                f"(test record {index} of {path})")
-            out.append({"target": LETTERS[problem["answer"]], "choices": [str(c) for c in problem["choices"]]})
+                raise UserError(f"{problems_path}: no problem {pid!r} with an integer 'answer' ({where})")
+            return {"target": LETTERS[problem["answer"]], "choices": [str(c) for c in problem.get("choices", [])],
+                    "prompt": str(problem.get("question", ""))}
+
+        out: list[Any] = []
+        for index, pid in enumerate(ids):
+            entry = fields(pid, f"test record {index} of {path}")
+            del entry["prompt"]  # the test file's own text is the prompt
+            out.append(entry)
+        present = set(ids)
+        out += [(pid, fields(pid, f"test problem of {splits_path}, absent from {path}"))
+                for pid in test_pids if pid not in present]
         return out, [problems_path, splits_path]
     if task.name == "TextVQA":
         ann_path = truth.path(task, "TextVQA_0.5.1_val.json")

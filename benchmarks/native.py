@@ -1,11 +1,18 @@
 """Shared machinery for real benchmarks read from their native release files (UCIT, CoIN).
 
 A loader turns the native files into CANONICAL records (benchmarks.md, "Canonical on-disk format"):
-``{"uid", "native_id", "order", "image", "prompt", "target", "references", "choices", "bbox",
+``{"uid", "native_id", "order", "image", "prompt", "target", "turns", "references", "choices", "bbox",
 "image_size", "meta"}`` with ``image`` relative to the image root (None for a text-only record).
 Everything is validated while reading, before any model is loaded; every failure is a one-line
-UserError naming the file (and the record). Images are only checked for existence here and are
-decoded lazily later (``datasets.Image`` on paths), never all held in memory.
+UserError naming the file (and the record). Every image is opened here (its header read and checked by
+PIL, not its pixels), so an empty or corrupt file fails validation rather than a run; pixels are decoded
+lazily later (``datasets.Image`` on paths), never all held in memory.
+
+A training record may hold a multi-turn conversation: ``prompt``/``target`` are its first exchange and
+``turns`` the later ones (``[{"prompt", "target"}, ...]``; empty for a single exchange). The collator
+trains every answer, the earlier exchanges as context. A test record with ``meta.absent`` stands for a
+question the native scorer counts but the release's test file lacks (CoIN's ScienceQA): it is never
+generated for, and its scorer variant decides whether it counts as failed (see ``absent`` below).
 
 The same records can be written to, and read back from, the canonical on-disk format:
 ``<out>/benchmark.json`` and ``<out>/tasks/<task>/{task.json, train.jsonl, test.jsonl}``.
@@ -113,30 +120,23 @@ def native_id(record: dict[str, Any], keys: Sequence[str], path: Path, index: in
     raise UserError(f"{path}: record {index} has no {' or '.join(repr(k) for k in keys)} field")
 
 
-def conversation_pair(record: dict[str, Any], path: Path, index: int) -> tuple[str, str, int]:
-    """(instruction, answer, n_extra_turns) of a LLaVA conversation record.
+def conversation_turns(record: dict[str, Any], path: Path, index: int) -> list[tuple[str, str]]:
+    """Every (instruction, answer) exchange of a LLaVA conversation record, in order.
 
-    The image token is removed and the instruction stripped, as LLaVA's preprocessing does before it puts
-    ``<image>\\n`` in front (the template places the image token here).
+    LLaVA and CoIN train on every answer of a conversation (one image, several question-answer pairs in
+    LLaVA's instruction mixture). The image token is removed and each instruction stripped, as LLaVA's
+    preprocessing does before it puts ``<image>\\n`` in front of the first one (the template places it).
     """
     turns = record.get("conversations")
     if not isinstance(turns, list) or len(turns) < 2:
         raise UserError(f"{path}: record {index} needs 'conversations' with a human and a gpt turn")
-    human, gpt = turns[0], turns[1]
-    if not (isinstance(human, dict) and isinstance(gpt, dict) and human.get("from") == "human"
-            and gpt.get("from") == "gpt" and isinstance(human.get("value"), str) and isinstance(gpt.get("value"), str)):
-        raise UserError(f"{path}: record {index} 'conversations' must start with a human then a gpt turn (strings)")
-    return human["value"].replace(IMAGE_TOKEN, "").strip(), gpt["value"], (len(turns) - 2) // 2
-
-
-def warn_extra_turns(name: str, extra_turns: dict[str, int]) -> None:
-    """Multi-turn conversations keep their first exchange; say so rather than drop turns silently."""
-    import warnings
-
-    dropped = {task: n for task, n in extra_turns.items() if n}
-    if dropped:
-        warnings.warn(f"{name}: later turns of multi-turn training conversations are not trained (first exchange "
-                      f"only): {', '.join(f'{t}: {n}' for t, n in dropped.items())}", stacklevel=2)
+    if len(turns) % 2 or not all(
+            isinstance(turn, dict) and turn.get("from") == role and isinstance(turn.get("value"), str)
+            for turn, role in zip(turns, ("human", "gpt") * (len(turns) // 2))):
+        raise UserError(f"{path}: record {index} 'conversations' must alternate human and gpt turns (strings), "
+                        f"starting with human")
+    return [(turns[i]["value"].replace(IMAGE_TOKEN, "").strip(), turns[i + 1]["value"])
+            for i in range(0, len(turns), 2)]
 
 
 def require_keys(record: dict[str, Any], keys: Sequence[str], path: Path, index: int) -> None:
@@ -147,12 +147,14 @@ def require_keys(record: dict[str, Any], keys: Sequence[str], path: Path, index:
 
 class ImageIndex:
     """Resolves record image paths under the image root, accepting folder-name aliases for the first path
-    component (CLEVR vs CLEVR-Math, ...), and fails on a missing image (existence only; nothing decoded)."""
+    component (CLEVR vs CLEVR-Math, ...), and fails on a missing or unreadable image (each distinct file is
+    opened once: PIL reads and checks its header, the pixels are not decoded)."""
 
     def __init__(self, root: Path, alias_groups: Sequence[Sequence[str]] = ()) -> None:
         self.root = root
         self.alias = {name: [a for a in group if a != name] for group in alias_groups for name in group}
         self._seen: dict[str, str | None] = {}
+        self._checked: set[str] = set()
 
     def resolve(self, relative: str, path: Path, index: int) -> str:
         """The path relative to the root where the image exists (possibly with an aliased first folder)."""
@@ -163,6 +165,11 @@ class ImageIndex:
             self._seen[relative] = found
         if found is None:
             raise UserError(f"{path}: record {index}: image {relative!r} not found under {self.root}")
+        if found not in self._checked:
+            problem = unreadable_image(self.root / found)
+            if problem:
+                raise UserError(f"{self.root / found}: not a readable image ({problem}; record {index} of {path})")
+            self._checked.add(found)
         return found
 
     def _find(self, relative: str) -> str | None:
@@ -175,12 +182,49 @@ class ImageIndex:
         return None
 
 
+def unreadable_image(path: Path) -> str | None:
+    """Why PIL cannot read ``path`` as an image (empty, truncated header, not an image), or None.
+
+    ``Image.open`` parses the header; ``verify`` checks what the format allows without decoding pixels
+    (PNG: the chunk checksums; JPEG: the markers read so far). Cheap next to a training step.
+    """
+    from PIL import Image
+
+    if os.path.getsize(path) == 0:
+        return "empty file"
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as exc:  # PIL raises many types (UnidentifiedImageError, SyntaxError, OSError, ...)
+        return " ".join(f"{type(exc).__name__}: {exc}".split())
+    return None
+
+
 def record(uid: str, native: str, order: int, image: str | None, prompt: str, target: str,
            references: list[str] | None = None, choices: list[str] | None = None, bbox: list[float] | None = None,
-           image_size: list[int] | None = None, meta: dict[str, Any] | None = None) -> Record:
+           image_size: list[int] | None = None, meta: dict[str, Any] | None = None,
+           turns: list[dict[str, str]] | None = None) -> Record:
     return {"uid": uid, "native_id": native, "order": order, "image": image, "prompt": prompt, "target": target,
-            "references": references or [], "choices": choices or [], "bbox": bbox or [],
+            "turns": turns or [], "references": references or [], "choices": choices or [], "bbox": bbox or [],
             "image_size": image_size or [], "meta": meta or {}}
+
+
+def conversation_record(uid: str, native: str, order: int, image: str | None,
+                        exchanges: list[tuple[str, str]]) -> Record:
+    """A training record from every exchange of a conversation (``conversation_turns``)."""
+    (prompt, target), later = exchanges[0], exchanges[1:]
+    return record(uid, native, order, image, prompt, target,
+                  turns=[{"prompt": p, "target": t} for p, t in later])
+
+
+def later_turns(rows: list[Record]) -> int:
+    """How many answers beyond each conversation's first the records hold (all trained)."""
+    return sum(len(r["turns"]) for r in rows)
+
+
+def absent(record: Record) -> bool:
+    """A placeholder for a test question the native scorer counts but the test file lacks."""
+    return bool((record.get("meta") or {}).get("absent"))
 
 
 # --------------------------------------------------------------------------------------- serving
@@ -195,7 +239,8 @@ def subsample(records: list[Record], n: int | None, key: str) -> list[Record]:
     return [records[i] for i in keep]
 
 
-COLUMNS = ("uid", "native_id", "image", "prompt", "target", "references", "choices", "bbox", "image_size")
+COLUMNS = ("uid", "native_id", "image", "prompt", "target", "turns", "references", "choices", "bbox", "image_size",
+           "absent")
 
 
 def to_dataset(records: list[Record], image_root: Path):
@@ -205,13 +250,15 @@ def to_dataset(records: list[Record], image_root: Path):
     columns: dict[str, list[Any]] = {key: [] for key in COLUMNS}
     for r in records:
         for key in COLUMNS:
-            value = r[key]
+            value = absent(r) if key == "absent" else r.get(key, [] if key == "turns" else None)
             if key == "image" and value is not None:
                 value = str(image_root / value)
             columns[key].append(value)
     features = datasets.Features({
         "uid": datasets.Value("string"), "native_id": datasets.Value("string"), "image": datasets.Image(),
         "prompt": datasets.Value("string"), "target": datasets.Value("string"),
+        "turns": datasets.List({"prompt": datasets.Value("string"), "target": datasets.Value("string")}),
+        "absent": datasets.Value("bool"),
         "references": datasets.List(datasets.Value("string")), "choices": datasets.List(datasets.Value("string")),
         "bbox": datasets.List(datasets.Value("float64")), "image_size": datasets.List(datasets.Value("int64")),
     })
@@ -369,7 +416,8 @@ def read_canonical(root: Path, name: str, image_root: Path | None) -> NativeData
                         row["image"] = images.resolve(row["image"], path, index)
                     rows.append(record(str(row["uid"]), str(row.get("native_id", "")), row.get("order", index),
                                        row["image"], row["prompt"], row["target"], row.get("references"),
-                                       row.get("choices"), row.get("bbox"), row.get("image_size"), row.get("meta")))
+                                       row.get("choices"), row.get("bbox"), row.get("image_size"), row.get("meta"),
+                                       row.get("turns")))
             if split_name in counts and len(rows) != counts[split_name]:
                 raise UserError(f"{path}: {len(rows)} records, task.json says {counts[split_name]}")
             uids += [r["uid"] for r in rows]

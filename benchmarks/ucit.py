@@ -15,8 +15,9 @@ Flickr30k | Flickr30k-cap; files ``train*.json`` / ``test_3000.json`` or MCITlib
 ``test.json``; captions' references ``val_coco_type_3000.json``. Image paths in records are relative to the
 image root; their first folder may use any alias of the task's folder name.
 
-Records: train = LLaVA conversations (the ``<image>`` token is removed from the instruction and put back
-by the template); ids are not unique (VizWiz, Flickr30k, CLEVR), so uids are ``ucit/<task>/train/<index>``.
+Records: train = LLaVA conversations, every answer trained (the ``<image>`` token is removed from the
+instructions and put back by the template); ids are not unique (VizWiz, Flickr30k, CLEVR), so uids are
+``ucit/<task>/train/<index>``.
 Test = {question_id, image, text, answer}; ``text`` is passed through verbatim; question_id must be
 unique per file; uid ``ucit/<task>/test/<question_id>``. Caption tasks: the references of test record i
 are the annotations of ``images[i]`` (id i+1, file_name = the test image's basename).
@@ -37,9 +38,9 @@ from typing import Any
 from mcit_bench.benchmark import Benchmark, TaskSpec
 from mcit_bench.errors import UserError
 
-from .native import (ImageIndex, NativeData, check_count, check_unique, conversation_pair, find_dir, find_file,
-                     make_benchmark, native_id, open_release, read_json, read_json_list, record,
-                     require_keys, warn_extra_turns, write_canonical)
+from .native import (ImageIndex, NativeData, check_count, check_unique, conversation_record, conversation_turns,
+                     find_dir, find_file, make_benchmark, later_turns, native_id, open_release, read_json,
+                     read_json_list, record, require_keys, write_canonical)
 
 NAME = "ucit"
 TEMPLATE = "vicuna_v1"
@@ -96,12 +97,13 @@ def read_native(data_root: Path, image_root: Path | None = None, strict_counts: 
     images = ImageIndex(image_root, [t.folders for t in TASKS_NATIVE])
     records: dict[str, dict[str, list]] = {}
     sources: dict[str, list[Path]] = {}
-    extra_turns: dict[str, int] = {}
+    later: dict[str, int] = {}  # answers beyond each conversation's first
     for task in TASKS_NATIVE:
         folder = find_dir(instructions, task.folders, f"UCIT task {task.name}")
         train_path = find_file(folder, task.train_files, "train")
         test_path = find_file(folder, TEST_FILES, "test")
-        train, extra_turns[task.name] = _read_train(train_path, task, images)
+        train = _read_train(train_path, task, images)
+        later[task.name] = later_turns(train)
         check_count(len(train), task.n_train, train_path, strict_counts)
         test = _read_test(test_path, task, images)
         check_count(len(test), N_TEST, test_path, strict_counts)
@@ -111,22 +113,20 @@ def read_native(data_root: Path, image_root: Path | None = None, strict_counts: 
             _attach_references(test, refs_path, strict_counts)
             sources[task.name].append(refs_path)
         records[task.name] = {"train": train, "test": test}
-    warn_extra_turns(NAME, extra_turns)
-    info = {"strict_counts": strict_counts, "extra_conversation_turns_ignored": extra_turns}
+    info = {"strict_counts": strict_counts, "later_turns_trained": later}
     return NativeData(NAME, list(TASKS), records, image_root, sources, info)
 
 
-def _read_train(path: Path, task: UcitTask, images: ImageIndex) -> tuple[list, int]:
-    rows, extra = [], 0
+def _read_train(path: Path, task: UcitTask, images: ImageIndex) -> list:
+    rows = []
     for index, raw in enumerate(read_json_list(path)):
         nid = native_id(raw, ("id", "question_id"), path, index)
         if not isinstance(raw.get("image"), str):
             raise UserError(f"{path}: record {index} (id {nid}) has no 'image' path")
-        prompt, target, more = conversation_pair(raw, path, index)
-        extra += more
-        rows.append(record(f"{NAME}/{task.name}/train/{index}", nid, index, images.resolve(raw["image"], path, index),
-                           prompt, target))
-    return rows, extra
+        exchanges = conversation_turns(raw, path, index)
+        rows.append(conversation_record(f"{NAME}/{task.name}/train/{index}", nid, index,
+                                        images.resolve(raw["image"], path, index), exchanges))
+    return rows
 
 
 def _read_test(path: Path, task: UcitTask, images: ImageIndex) -> list:

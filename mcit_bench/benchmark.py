@@ -63,6 +63,23 @@ class Benchmark:
         return [t.name for t in self.tasks]
 
 
+def with_scorer_variants(benchmark: Benchmark, variants: dict[str, str]) -> Benchmark:
+    """The benchmark with the scorer variant of some tasks replaced (a named alternative of the task's
+    scorer, e.g. ScienceQA's ``coin_skip_absent``); unknown tasks or variants are a UserError."""
+    from dataclasses import replace
+
+    from .scorers import get_scorer
+
+    for task, variant in variants.items():
+        try:
+            get_scorer(benchmark.task(task).scorer, variant)
+        except UserError as exc:
+            raise UserError(f"--scorer-variant {task}={variant}: {exc}") from exc
+    if variants:
+        benchmark.tasks = [replace(t, scorer_variant=variants.get(t.name, t.scorer_variant)) for t in benchmark.tasks]
+    return benchmark
+
+
 # name -> "module:function" returning a Benchmark; imported lazily so listing stays cheap.
 BENCHMARKS: dict[str, str] = {
     "synthetic": "mcit_bench.benchmarks.synthetic:load_synthetic",

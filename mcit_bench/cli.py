@@ -37,6 +37,7 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--logger", default="csv", help="training-loss logger: csv | tensorboard | wandb | none")
     p.add_argument("--data-root", help="folder of a real benchmark in its native layout")
     p.add_argument("--image-root", help="image folder, if apart from --data-root")
+    _add_scorer_variant(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -61,6 +62,11 @@ def _add_ceiling(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
+def _add_scorer_variant(p: Any) -> None:
+    p.add_argument("--scorer-variant", dest="scorer_variants", action="append", default=[], metavar="TASK=VARIANT",
+                   help="score TASK with another variant of its scorer (repeatable), e.g. ScienceQA=coin_skip_absent")
+
+
 def _add_sweep(sub: Any) -> None:
     p = sub.add_parser("sweep", help="run every (method, order, seed) combination; skips finished runs, resumes the rest")
     p.add_argument("--methods", default="all", help="'all' (every registered method) or a list: lora-ft,fwd-prompt")
@@ -69,6 +75,7 @@ def _add_sweep(sub: Any) -> None:
     p.add_argument("--benchmark", default="synthetic")
     p.add_argument("--data-root", help="folder of a real benchmark in its native layout (ucit, coin)")
     p.add_argument("--image-root", help="image folder, if apart from --data-root")
+    _add_scorer_variant(p)
     p.add_argument("--backbone", default="tiny-llava")
     p.add_argument("--preset", default="default", help="default | quick | tuned")
     p.add_argument("--tuned", dest="tuned_file", metavar="FILE",
@@ -163,7 +170,7 @@ def _devices(raw: str) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import RunConfig, parse_set
+    from .config import RunConfig, parse_scorer_variants, parse_set
     from .loggers import check_logger
 
     check_logger(args.logger)
@@ -172,13 +179,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                     eval_mode=args.eval_mode, accelerator=args.accelerator, devices=_devices(args.devices),
                     strategy=args.strategy, precision=args.precision, logger=args.logger,
                     data_root=args.data_root, image_root=args.image_root, tuned_file=args.tuned_file,
-                    overrides=parse_set(args.overrides))
+                    overrides=parse_set(args.overrides), scorer_variants=parse_scorer_variants(args.scorer_variants))
     from .runner import execute, plan_run
 
     plan = plan_run(cfg)  # every check that can fail on bad input happens here, before any write
     if not args.quiet:
         print(f"mcit-bench: {plan.method_cls.name} on {plan.benchmark.name}, order {cfg.order}: "
               f"{' -> '.join(plan.order)}\n  run folder: {plan.run_dir}", flush=True)
+        if plan.hparams.get("eval_max_new_tokens"):
+            source = "--set eval_max_new_tokens" if "eval_max_new_tokens" in cfg.overrides else f"preset {cfg.preset}"
+            print(f"  {_cap_line(plan.hparams['eval_max_new_tokens'], source)}", flush=True)
     summary = execute(plan, progress=not args.quiet)
     print(_format_summary(summary))
     return 0
@@ -206,7 +216,7 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import time
 
-    from .config import parse_set
+    from .config import parse_scorer_variants, parse_set
     from .loggers import check_logger
     from .sweep import SweepSpec, describe_plan, plan_sweep, run_sweep
 
@@ -214,7 +224,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     options = dict(benchmark=args.benchmark, backbone=args.backbone, preset=args.preset, eval_mode=args.eval_mode,
                    accelerator=args.accelerator, devices=_devices(args.devices), strategy=args.strategy,
                    precision=args.precision, logger=args.logger, data_root=args.data_root, image_root=args.image_root,
-                   tuned_file=args.tuned_file)
+                   tuned_file=args.tuned_file, scorer_variants=parse_scorer_variants(args.scorer_variants))
     spec = SweepSpec(methods=args.methods, orders=args.orders, seeds=args.seeds, root=args.root,
                      overrides=parse_set(args.overrides), run_options=options)
     started = time.time()
@@ -293,9 +303,21 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _cap_line(cap: int, source: str = "eval_max_new_tokens") -> str:
+    return f"answers capped at {cap} new tokens ({source}; uncapped, each task has its native budget)"
+
+
 def _format_summary(summary: dict[str, Any]) -> str:
     keys = ("avg", "last", "mft", "bwt", "fgt", "fwd")
     line = "  ".join(f"{k}={_fmt(summary.get(k))}" for k in keys)
+    cap = (summary.get("decoding") or {}).get("cap")
+    if cap:
+        line += f"\n{_cap_line(cap)}"
+    absent = summary.get("absent_test_records") or {}
+    if absent:
+        variants = summary.get("scorers") or {}
+        line += "\nabsent from the test files (counted by the native scorer, never asked): " + ", ".join(
+            f"{task} {n} ({(variants.get(task) or {}).get('variant')})" for task, n in absent.items())
     zero = summary.get("zero_shot") or {}
     if zero:
         above = [f"{name} {_fmt(z['score'])} (shuffled {_fmt(z['shuffled'])}, p={z['p_value']:.2f})"

@@ -16,6 +16,9 @@ as in the native pipelines, and a blank image in ``pixel_values`` so rows stay a
 
 Training targets: the answer's tokens are those of ``tokenize(prompt + answer_prefix + target)`` beyond
 ``tokenize(prompt)`` (the whole conversation tokenized at once, as LLaVA's preprocessing does), then EOS.
+A multi-turn record (``turns``: the exchanges after the first) continues the sequence, as LLaVA does, with
+each later exchange's ``template.turn(prompt)`` (masked: context) and its answer + EOS (labelled): every
+answer is trained, each one seeing the conversation before it.
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ BLANK_SIZE = 64  # side of the blank image given to text-only rows (the processo
 class Collator:
     """Turns canonical records into a model batch.
 
-    With ``train=True`` the target plus EOS is appended and ``labels`` mask everything else with -100.
+    With ``train=True`` the target plus EOS (then any later exchanges) is appended and ``labels`` mask
+    everything but the answers and their EOS with -100.
     Extra keys carried through: ``uids``, ``instructions`` (raw instruction text, for text towers),
     ``task_ids`` (if the records carry ``task_id``).
     """
@@ -61,10 +65,10 @@ class Collator:
         texts = [e[0] for e in entries]
         pixels = [e[2] for e in entries]
         sequences, label_seqs = [], []
-        for _, ids, _, answer in entries:
+        for _, ids, _, tail in entries:
             labels = [IGNORE_INDEX] * len(ids)
-            if answer is not None:
-                ids, labels = ids + answer, labels + answer
+            if tail is not None:
+                ids, labels = ids + tail[0], labels + tail[1]
             sequences.append(ids)
             label_seqs.append(labels)
         batch = left_pad(sequences, label_seqs, self.tokenizer.pad_token_id)
@@ -94,22 +98,38 @@ class Collator:
 
     def _key(self, record: dict[str, Any]) -> tuple | None:
         uid = record.get("uid")
-        return (uid, record["prompt"], record["target"] if self.train else None) if self.cache_bytes and uid else None
+        if not (self.cache_bytes and uid):
+            return None
+        if not self.train:
+            return (uid, record["prompt"], None)
+        turns = tuple((t["prompt"], t["target"]) for t in record.get("turns") or ())
+        return (uid, record["prompt"], record["target"], turns)
 
     def _remember(self, key: tuple | None, entry: tuple) -> None:
-        size = getattr(entry[2], "nbytes", 0) + 8 * (len(entry[1]) + len(entry[3] or ()))
+        size = getattr(entry[2], "nbytes", 0) + 8 * (len(entry[1]) + 2 * len(entry[3][0] if entry[3] else ()))
         if key and self._cached_bytes + size <= self.cache_bytes:
             self._cache[key] = entry
             self._cached_bytes += size
 
     def _encode_records(self, records: Sequence[dict[str, Any]]) -> list[tuple]:
-        """(chat text, token ids, pixels, answer ids + EOS or None) per record."""
+        """(chat text, prompt token ids, pixels, tail) per record; tail (training only, else None): the
+        (ids, labels) that follow the prompt: the answer + EOS, then any later exchanges."""
         images = [load_image(r.get("image")) for r in records]
         texts = [self.template.prompt(r["prompt"], self.image_token if im is not None else None)
                  for r, im in zip(records, images)]
         input_ids, pixels = self._encode(texts, images)
-        answers = self._answers(texts, [r["target"] for r in records]) if self.train else [None] * len(records)
-        return list(zip(texts, input_ids, pixels, answers))
+        tails: list[Any] = [None] * len(records)
+        if self.train:
+            for i, (record, answer) in enumerate(zip(records, self._answers(texts, [r["target"] for r in records]))):
+                ids, labels = list(answer), list(answer)
+                for turn in record.get("turns") or ():
+                    context = self.template.turn(turn["prompt"])
+                    context_ids = self.tokenizer(context, add_special_tokens=False)["input_ids"]
+                    answer = self._answers([context], [turn["target"]], add_special_tokens=False)[0]
+                    ids += list(context_ids) + answer
+                    labels += [IGNORE_INDEX] * len(context_ids) + answer
+                tails[i] = (ids, labels)
+        return list(zip(texts, input_ids, pixels, tails))
 
     def _encode(self, texts: list[str], images: list[Any]) -> tuple[list[list[int]], list[Any]]:
         """Token ids (image tokens expanded) and one pixel entry per row; text-only rows get a blank image."""
@@ -131,11 +151,12 @@ class Collator:
                 ids[i], pixels[i] = list(text_ids[k]), enc["pixel_values"][k]
         return ids, pixels
 
-    def _answers(self, prompts: list[str], targets: list[str]) -> list[list[int]]:
+    def _answers(self, prompts: list[str], targets: list[str], add_special_tokens: bool = True) -> list[list[int]]:
         """Answer tokens + EOS per row, as the tail of the whole conversation's tokenization."""
         prefix = self.template.answer_prefix
-        full = self.tokenizer([p + prefix + t for p, t in zip(prompts, targets)])["input_ids"]
-        head = self.tokenizer(prompts)["input_ids"]
+        full = self.tokenizer([p + prefix + t for p, t in zip(prompts, targets)],
+                              add_special_tokens=add_special_tokens)["input_ids"]
+        head = self.tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
         out = []
         for f, h, target in zip(full, head, targets):
             f, h = list(f), list(h)

@@ -31,7 +31,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # MiB of per-record training encodings kept in memory (0 = none): later epochs skip image decoding,
     # image processing and tokenization
     "collate_cache_mb": 512,
-    "eval_max_new_tokens": None,  # None: each task's own max_new_tokens
+    "eval_max_new_tokens": None,  # caps each task's own max_new_tokens (None: no cap, the native budgets)
     # shifted pairings that give the zero-shot row its shuffled chance level and p-value (evaluation.py);
     # each one re-scores stage 0 (cheap, except Java-backed caption metrics on 3000 records); 0 = off
     "chance_shifts": 19,
@@ -44,11 +44,16 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "template": None,
 }
 
+QUICK_MAX_NEW_TOKENS = 32
+
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # Smoke tests: every code path, well under a minute once the backbone is cached. On a real benchmark
     # the sizes pick a deterministic subset of each task (counts are still checked on the full files).
-    "quick": {"train_size": 32, "test_size": 8, "steps_per_task": 4, "batch_size": 8, "eval_batch_size": 16},
+    # Answers are capped at 32 new tokens: CoIN's native budgets (1024) on a tiny model that rarely stops
+    # made a quick CoIN run take 14 minutes on 2 cores.
+    "quick": {"train_size": 32, "test_size": 8, "steps_per_task": 4, "batch_size": 8, "eval_batch_size": 16,
+              "eval_max_new_tokens": QUICK_MAX_NEW_TOKENS},
     # The best values of `mcit-bench tune` for (benchmark, method), read from the tuned file (tuned.py) with
     # the default budget; the values are filled in per run by `runner.plan_run`.
     "tuned": {},
@@ -76,6 +81,8 @@ class RunConfig:
     image_root: str | None = None
     data_stream: str = "report"  # report | tuning (another generator seed / a validation split: benchmark loaders)
     tuned_file: str | None = None  # --preset tuned: the tuned values file (None = results/tuning/tuned.yaml)
+    # task -> scorer variant replacing the benchmark's (``--scorer-variant ScienceQA=coin_skip_absent``)
+    scorer_variants: dict[str, str] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, Any] = field(default_factory=dict)  # resolved
     task_subset: list[str] | None = None  # train these tasks only, in this order (e.g. one task: a ceiling)
@@ -85,6 +92,18 @@ class RunConfig:
 
 
 _EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def parse_scorer_variants(items: list[str]) -> dict[str, str]:
+    """``["ScienceQA=coin_skip_absent"]`` -> ``{"ScienceQA": "coin_skip_absent"}`` (checked against the
+    benchmark's tasks and the scorers' variants once the benchmark is loaded)."""
+    out: dict[str, str] = {}
+    for item in items:
+        task, sep, variant = item.partition("=")
+        if not sep or not task.strip() or not variant.strip():
+            raise UserError(f"--scorer-variant {item!r}: expected TASK=VARIANT")
+        out[task.strip()] = variant.strip()
+    return out
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -119,6 +138,10 @@ def resolve_hparams(method_defaults: dict[str, Any], preset: str, overrides: dic
         if key in ("train_size", "test_size") and value is not None and \
                 (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             raise UserError(f"--set {key}={value!r}: expected a positive integer or null (all records)")
+        if key == "eval_max_new_tokens":  # null lifts a cap (the quick preset's 32)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise UserError(f"--set {key}={value!r}: expected a positive integer or null (no cap)")
+            continue
         if isinstance(default, bool) and not isinstance(value, bool):
             raise UserError(f"--set {key}={value!r}: expected true/false")
         if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):

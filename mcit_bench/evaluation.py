@@ -1,4 +1,13 @@
-"""Evaluation of one (stage, task) cell: batched greedy generation, then the task's scorer."""
+"""Evaluation of one (stage, task) cell: batched greedy generation, then the task's scorer.
+
+Decoding budget: the task's own ``max_new_tokens`` (its native scripts'), capped by the run's
+``eval_max_new_tokens`` when that is set (``--preset quick`` sets 32: a tiny model rarely stops early and
+CoIN's 1024-token budgets would dominate a smoke test).
+
+Records flagged ``absent`` (a question the native scorer counts but the test file lacks, see
+benchmarks/native.py) are not generated for: their prediction is None, which the task's scorer variant
+counts as failed (CoIN's ScienceQA) or leaves out.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,6 +47,11 @@ def predict(strategy: Strategy, records: Any, collate: Callable, batch_size: int
     return answers
 
 
+def decoding_budget(task: Any, cap: int | None) -> int:
+    """New tokens a task's answers may take: its own budget, capped by ``cap`` (None: no cap)."""
+    return min(int(task.max_new_tokens), int(cap)) if cap else int(task.max_new_tokens)
+
+
 def shuffled_baseline(scorer: Any, answers: list[str], records: list[dict[str, Any]], score: float,
                       shifts: int = SHUFFLE_SHIFTS) -> dict[str, float | None]:
     """The chance level of this model's OWN answers: the same answers scored against other samples.
@@ -68,13 +82,21 @@ def evaluate_cell(strategy: Strategy, test_data: Any, task: Any, collate: Callab
     from .scorers import get_scorer
 
     start = time.perf_counter()
-    answers = predict(strategy, test_data, collate, batch_size, max_new_tokens or task.max_new_tokens, device,
-                      untouched)
     records = [{k: v for k, v in r.items() if k != "image"} for r in test_data.remove_columns("image")] \
         if hasattr(test_data, "remove_columns") else [{k: v for k, v in r.items() if k != "image"} for r in test_data]
+    present = [i for i, r in enumerate(records) if not r.get("absent")]
+    if len(present) < len(records):
+        test_data = test_data.select(present) if hasattr(test_data, "select") else [test_data[i] for i in present]
+    answers: list[str | None] = [None] * len(records)
+    generated = predict(strategy, test_data, collate, batch_size, decoding_budget(task, max_new_tokens), device,
+                        untouched) if present else []
+    for i, answer in zip(present, generated):
+        answers[i] = answer
     scorer = get_scorer(task.scorer, task.scorer_variant)
     result = scorer.score(answers, records)
     details = dict(result.details)
+    if len(present) < len(records):
+        details["n_absent"] = len(records) - len(present)
     if chance_shifts > 0:
         details.update(shuffled_baseline(scorer, answers, records, float(result.score), chance_shifts))
     predictions = [{"uid": r["uid"], "text": a} for r, a in zip(records, answers)]

@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .benchmark import Benchmark, load_benchmark
+from .benchmark import Benchmark, load_benchmark, with_scorer_variants
 from .config import PRESETS, STREAMS, TRAIN_DEFAULTS, RunConfig, load_order, resolve_hparams
 from .errors import UserError
 from .registry import get_method, method_defaults
@@ -69,6 +69,7 @@ def plan_run(cfg: RunConfig) -> Plan:
     benchmark = load_benchmark(cfg.benchmark, train_size=hparams["train_size"], test_size=hparams["test_size"],
                                data_root=cfg.data_root, image_root=cfg.image_root,
                                strict_counts=bool(hparams.get("strict_counts", True)), stream=cfg.data_stream)
+    benchmark = with_scorer_variants(benchmark, cfg.scorer_variants)
     order = load_order(cfg.order, benchmark.task_names, benchmark=benchmark.name)
     if cfg.task_subset:
         unknown = [t for t in cfg.task_subset if t not in benchmark.task_names]
@@ -302,7 +303,7 @@ def backbone_checkpoint(spec: str, strategy: Any) -> str:
 def write_results(plan: Plan, state: RunState, strategy: Any, started: float, complete: bool) -> dict[str, Any]:
     from . import metrics
     from .environment import fingerprint
-    from .evaluation import zero_shot_report
+    from .evaluation import decoding_budget, zero_shot_report
     from .matrix_io import write_matrix_csv
 
     order, run_dir = plan.order, plan.run_dir
@@ -330,6 +331,10 @@ def write_results(plan: Plan, state: RunState, strategy: Any, started: float, co
         "tasks": order,
         "complete": complete,
         "scorers": {t.name: {"scorer": t.scorer, "variant": t.scorer_variant, "chance": t.chance} for t in tasks},
+        "decoding": {"cap": plan.hparams["eval_max_new_tokens"],  # the quick preset's 32, or --set
+                     "max_new_tokens": {t.name: decoding_budget(t, plan.hparams["eval_max_new_tokens"]) for t in tasks}},
+        # test questions the native scorer counts but the test file lacks (CoIN ScienceQA), never generated for
+        "absent_test_records": plan.benchmark.info.get("absent_test_records", {}),
         "zero_shot": zero_shot_report(state.data["cells"].get("0", {}), tasks),
         "trainable_parameters": strategy.trainable_parameter_count(),
         "strategy": strategy.report(),

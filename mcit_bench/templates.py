@@ -39,6 +39,10 @@ class Template:
     answer_prefix: str = " "
     # False: the processor places the image tokens itself (InstructBLIP prepends its query tokens).
     image_in_text: bool = True
+    # Layout of a later exchange of a multi-turn conversation (``{instruction}``), the text between the
+    # previous answer's EOS and this answer; None: ``user + instruction + assistant`` (vicuna: "USER: ...
+    # ASSISTANT:", as LLaVA's conversation after "</s>").
+    turn_pattern: str | None = None
 
     def prompt(self, instruction: str, image_token: str | None) -> str:
         """The text up to and including the assistant tag (the generation starts after it).
@@ -58,6 +62,12 @@ class Template:
         head = f"{self.system} " if self.system else ""
         return f"{head}{self.user}{body}{self.assistant}"
 
+    def turn(self, instruction: str) -> str:
+        """The text of a later exchange up to and including its assistant tag (no system prompt, no image)."""
+        if self.turn_pattern is not None:
+            return self.turn_pattern.replace("{instruction}", instruction)
+        return f"{self.user}{instruction}{self.assistant}"
+
 
 TEMPLATES: dict[str, Template] = {
     "vicuna_v1": Template("vicuna_v1", VICUNA_SYSTEM),
@@ -66,9 +76,11 @@ TEMPLATES: dict[str, Template] = {
     "qwen2_vl": Template("qwen2_vl", "You are a helpful assistant.", pattern=(
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
         "{image}{instruction}<|im_end|>\n<|im_start|>assistant\n"),
-        image_format="<|vision_start|>{token}<|vision_end|>", answer_prefix=""),
+        image_format="<|vision_start|>{token}<|vision_end|>", answer_prefix="",
+        turn_pattern="\n<|im_start|>user\n{instruction}<|im_end|>\n<|im_start|>assistant\n"),
     # InstructBLIP (LAVIS): the bare instruction; the answer follows after a space.
-    "instructblip": Template("instructblip", "", pattern="{instruction}", image_in_text=False),
+    "instructblip": Template("instructblip", "", pattern="{instruction}", image_in_text=False,
+                             turn_pattern=" {instruction}"),
 }
 
 

@@ -131,6 +131,25 @@ def test_training_labels_cover_answer_and_eos_only(checkpoints) -> None:
         assert bb.tokenizer.decode(labels[:-1]).replace(" ", "") == record["target"].replace(" ", "")
 
 
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_every_answer_of_a_multi_turn_conversation_is_labelled(checkpoints, family: str) -> None:
+    """Each family's template continues the conversation; labels cover the three answers (+ EOS) only."""
+    bb = _load(checkpoints[family])
+    record = {**_records(1)[0], "prompt": "Which bar is tallest?", "target": "B",
+              "turns": [{"prompt": "And the shortest?", "target": "D"}, {"prompt": "How many bars?", "target": "four"}]}
+    labels = Collator(bb.processor, bb.template, train=True, image_token=bb.image_token)([record])["labels"][0].tolist()
+    runs, current = [], []
+    for value in labels + [-100]:
+        if value != -100:
+            current.append(value)
+        elif current:
+            runs.append(current)
+            current = []
+    # (some tiny tokenizers decode with spaces between tokens, as the test above allows)
+    assert [bb.tokenizer.decode(run[:-1]).replace(" ", "") for run in runs] == ["B", "D", "four"]
+    assert all(run[-1] == bb.tokenizer.eos_token_id for run in runs)
+
+
 def test_unsupported_model_type_is_a_user_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "idefics2"}))
     with pytest.raises(UserError, match="model_type 'idefics2' is not supported"):

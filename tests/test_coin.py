@@ -96,6 +96,10 @@ def _set_json(path: Path, change) -> None:
      r"ImageNet/train\.json: record 0 has no 'image'"),
     (lambda r: (coin_task_dir(r, "VizWiz") / "val.json").unlink(),
      r"VizWiz: no test file \(looked for val\.json, test\.json\)"),
+    (lambda r: (r / "cl_dataset" / "TextVQA" / "train" / "1.jpg").write_bytes(b""),
+     r"cl_dataset/TextVQA/train/1\.jpg: not a readable image \(empty file; record 1 of .*TextVQA/train\.json\)"),
+    (lambda r: (r / "cl_dataset" / "Grounding" / "test" / "0.jpg").write_bytes(b"\xff\xd8 not really a jpeg"),
+     r"cl_dataset/Grounding/test/0\.jpg: not a readable image \(UnidentifiedImageError: .*record 0 of .*Grounding/test"),
 ])
 def test_validation_failures_name_the_file(coin: Path, breakage, message: str) -> None:
     breakage(coin)
@@ -104,11 +108,62 @@ def test_validation_failures_name_the_file(coin: Path, breakage, message: str) -
     assert "\n" not in str(info.value)
 
 
+def test_a_zero_byte_image_stops_the_run_before_anything_is_written(coin: Path, tmp_path: Path, capsys) -> None:
+    (coin / "cl_dataset" / "VQAv2" / "test" / "2.jpg").write_bytes(b"")
+    out = tmp_path / "run"
+    assert main(["run", "--method", "lora-ft", "--benchmark", "coin", "--data-root", str(coin), "--backbone", MICRO,
+                 "--preset", "quick", "--output", str(out), "--quiet", "--logger", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "VQAv2/test/2.jpg: not a readable image (empty file" in err
+    assert not out.exists()
+
+
+def test_scienceqa_counts_every_test_problem_absent_ones_as_failed(coin: Path) -> None:
+    """CoIN's scorer iterates pid_splits["test"]: a problem test.json lacks scores as failed (scienceqa/coin);
+    scienceqa/coin_skip_absent leaves it out, as the harness used to."""
+    from mcit_bench.benchmark import with_scorer_variants
+    from mcit_bench.scorers import get_scorer
+
+    _set_json(coin_task_dir(coin, "ScienceQA") / "test.json", lambda d: d.pop(0))  # pid "10" is now absent
+    bench = _load(coin, strict_counts=False)
+    assert bench.info["absent_test_records"] == {"ScienceQA": 1}
+    records = bench.test_split("ScienceQA").remove_columns("image").to_list()
+    assert [(r["uid"], r["absent"]) for r in records] == [
+        ("coin/ScienceQA/test/11", False), ("coin/ScienceQA/test/12", False), ("coin/ScienceQA/test/10", True)]
+    assert records[2]["target"] == "A" and records[2]["choices"] == ["cat", "trout"]
+    predictions = ["B", "A", None]  # both asked questions right; the absent one never asked
+    spec = bench.task("ScienceQA")
+    coin_result = get_scorer(spec.scorer, spec.scorer_variant).score(predictions, records)
+    assert spec.scorer_variant == "coin" and coin_result.score == pytest.approx(200 / 3)
+    assert coin_result.details["n_absent"] == 1 and coin_result.details["n_scored"] == 3
+    skip = with_scorer_variants(bench, {"ScienceQA": "coin_skip_absent"}).task("ScienceQA")
+    assert get_scorer(skip.scorer, skip.scorer_variant).score(predictions, records).score == pytest.approx(100.0)
+    with pytest.raises(UserError, match=r"--scorer-variant ScienceQA=skip: .*known variants: coin, coin_skip_absent"):
+        with_scorer_variants(bench, {"ScienceQA": "skip"})
+    with pytest.raises(UserError, match=r"--scorer-variant Science=coin: .*has no task 'Science'"):
+        with_scorer_variants(bench, {"Science": "coin"})
+
+
+def test_quick_preset_caps_new_tokens_and_default_keeps_the_native_budgets() -> None:
+    from mcit_bench.benchmarks.coin import TASKS
+    from mcit_bench.config import resolve_hparams
+    from mcit_bench.evaluation import decoding_budget
+
+    quick = resolve_hparams({}, "quick", {}, "lora-ft")["eval_max_new_tokens"]
+    default = resolve_hparams({}, "default", {}, "lora-ft")["eval_max_new_tokens"]
+    assert quick == 32 and default is None
+    budgets = {t.name: (decoding_budget(t, quick), decoding_budget(t, default)) for t in TASKS}
+    assert budgets["ScienceQA"] == (32, 1024) and budgets["VizWiz"] == (32, 128)
+    short = TASKS[0].__class__("short", "short", "exact_match", max_new_tokens=6)
+    assert decoding_budget(short, quick) == 6  # a cap, never a raise
+
+
 def test_scienceqa_subset_needs_relaxed_counts(coin: Path) -> None:
     _set_json(coin_task_dir(coin, "ScienceQA") / "test.json", lambda d: d.pop())
     with pytest.raises(UserError, match="strict_counts=false"):
         _load(coin)
-    assert len(_load(coin, strict_counts=False).test_split("ScienceQA")) == 2
+    relaxed = _load(coin, strict_counts=False).test_split("ScienceQA")
+    assert len(relaxed) == 3 and list(relaxed["absent"]) == [False, False, True]  # still counted, as CoIN
 
 
 def test_convert_and_read_back(coin: Path, tmp_path: Path) -> None:
@@ -124,16 +179,25 @@ def test_convert_and_read_back(coin: Path, tmp_path: Path) -> None:
     assert canonical.test_split("ScienceQA")[1]["image"] is None
 
 
-def test_quick_run_with_text_only_questions(coin: Path, tmp_path: Path, micro_backbone: Path) -> None:
+def test_quick_run_with_text_only_questions(coin: Path, tmp_path: Path, micro_backbone: Path, capsys) -> None:
+    _set_json(coin_task_dir(coin, "ScienceQA") / "test.json", lambda d: d.pop(1))  # pid "11" absent from test.json
     out = tmp_path / "run"
     assert main(["run", "--method", "lora-ft", "--order", "1", "--benchmark", "coin", "--data-root", str(coin),
-                 "--backbone", MICRO, "--preset", "quick", "--output", str(out), "--quiet", "--logger", "none",
-                 "--set", "eval_max_new_tokens=2"]) == 0
+                 "--backbone", MICRO, "--preset", "quick", "--output", str(out), "--logger", "none",
+                 "--set", "strict_counts=false", "--set", "eval_max_new_tokens=2"]) == 0
+    printed = capsys.readouterr().out
+    assert "answers capped at 2 new tokens" in printed  # in the plan and in the summary
+    assert "absent from the test files (counted by the native scorer, never asked): ScienceQA 1 (coin)" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and summary["tasks"] == list(COIN_TASKS)
     assert summary["scorers"]["Grounding"]["variant"] == "coin_compat"
-    preds = (out / "predictions" / "stage8" / "ScienceQA.jsonl").read_text().splitlines()
-    assert [json.loads(p)["uid"] for p in preds] == [f"coin/ScienceQA/test/{10 + i}" for i in range(3)]
+    assert summary["absent_test_records"] == {"ScienceQA": 1}
+    assert summary["decoding"] == {"cap": 2, "max_new_tokens": {t: 2 for t in COIN_TASKS}}
+    preds = [json.loads(p) for p in (out / "predictions" / "stage8" / "ScienceQA.jsonl").read_text().splitlines()]
+    assert [p["uid"] for p in preds] == ["coin/ScienceQA/test/10", "coin/ScienceQA/test/12", "coin/ScienceQA/test/11"]
+    assert preds[2]["text"] is None and all(isinstance(p["text"], str) for p in preds[:2])  # absent: never asked
+    cell = json.loads((out / "state.json").read_text())["cells"]["8"]["ScienceQA"]
+    assert cell["details"]["n_absent"] == 1 and cell["details"]["n"] == 3  # counted, as failed
 
 
 def test_sweep_plans_coins_own_orders_with_its_data_root(coin: Path, tmp_path: Path, capsys) -> None:

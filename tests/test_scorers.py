@@ -19,7 +19,7 @@ EXPECTED = {
     "choice_letter": ["strict", "regex"],
     "number": ["first_int"],
     "caption": ["auto", "coco", "python", "synthetic"],
-    "scienceqa": ["coin", "regex"],
+    "scienceqa": ["coin", "coin_skip_absent", "regex"],
     "vqa_soft": ["textvqa"],
     "imagenet_substring": ["coin"],
     "gqa": ["coin"],

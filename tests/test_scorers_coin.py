@@ -27,6 +27,21 @@ def test_scienceqa_coin():
     assert res.details["n_scored"] == 7 and res.details["n_missing"] == 1
 
 
+def test_scienceqa_absent_problems_fail_in_coin_and_are_left_out_in_coin_skip_absent():
+    # the last two problems are absent from test.json (never asked: prediction None)
+    recs = [rec("B", choices=SQA_CHOICES) for _ in range(3)] + [{**rec("A"), "absent": True}] * 2
+    preds = ["B", "B. water", "C", None, None]
+    coin = get_scorer("scienceqa", "coin").score(preds, recs)
+    # CoIN counts every test problem: 2 right of 5
+    assert coin.score == pytest.approx(40.0) and coin.details["n_absent"] == 2 and coin.details["n_scored"] == 5
+    skip = get_scorer("scienceqa", "coin_skip_absent").score(preds, recs)
+    # absent ones left out: 2 right of 3
+    assert skip.score == pytest.approx(200.0 / 3) and skip.details["n_scored"] == 3
+    assert skip.per_sample == [100.0, 100.0, 0.0, None, None]
+    # an absent problem never counts as right, whatever text it is paired with (e.g. shifted baselines)
+    assert get_scorer("scienceqa", "coin").score(["A"], [{**rec("A"), "absent": True}]).score == 0.0
+
+
 def test_scienceqa_regex():
     recs = [rec("B", choices=SQA_CHOICES) for _ in SQA_PREDS]
     res = get_scorer("scienceqa", "regex").score(SQA_PREDS, recs)

@@ -96,6 +96,11 @@ def _set_json(path: Path, change) -> None:
      r"ImageNet-R/train\.json: not valid JSON"),
     (lambda r: _set_json(ucit_task_dir(r, "ImageNet-R") / "train.json", lambda d: d[1].pop("conversations")),
      r"ImageNet-R/train\.json: record 1 needs 'conversations'"),
+    (lambda r: (r / "datasets" / "Flickr30k" / "1001.jpg").write_bytes(b""),
+     r"datasets/Flickr30k/1001\.jpg: not a readable image \(empty file; record 2 of .*Flickr30k/train_brief_4w\.json\)"),
+    (lambda r: (r / "datasets" / "IconQA" / "iconqa_data" / "iconqa" / "test" / "choose_txt" / "1" / "image.png")
+     .write_bytes(b"\x89PNG\r\n\x1a\n truncated"),
+     r"iconqa/test/choose_txt/1/image\.png: not a readable image \(.*record 1 of .*IconQA/test_3000\.json\)"),
     (lambda r: (ucit_task_dir(r, "CLEVR-Math")).rename(r / "instructions" / "CLEVR-Mathematics"),
      r"no folder for UCIT task CLEVR-Math \(looked for CLEVR, CLEVR-Math"),
 ])
@@ -152,8 +157,8 @@ def test_convert_writes_canonical_format_and_reads_back_identically(ucit: Path, 
     task = json.loads((out / "tasks" / "Flickr30k" / "task.json").read_text())
     assert task["scorer"] == "caption" and task["counts"] == {"train": 4, "test": 3}
     line = json.loads((out / "tasks" / "Flickr30k" / "test.jsonl").read_text().splitlines()[0])
-    assert set(line) == {"uid", "native_id", "order", "image", "prompt", "target", "references", "choices", "bbox",
-                         "image_size", "meta"}
+    assert set(line) == {"uid", "native_id", "order", "image", "prompt", "target", "turns", "references", "choices",
+                         "bbox", "image_size", "meta"}
     assert line["image"] == "Flickr30k/1500.jpg" and len(line["references"]) == 5
     native, canonical = _load(ucit), _load(out)
     for task_name in CANONICAL:

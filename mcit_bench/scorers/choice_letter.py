@@ -95,10 +95,14 @@ _SQA_ANSWER_IS = re.compile(r"The answer is ([A-Z]).")
 class ScienceQA(AccuracyScorer):
     """CoIN ScienceQA letter match, reproducing the native parsers.
 
-    Both variants first accept a prediction that is exactly "A".."E", then one starting with
+    Every variant first accepts a prediction that is exactly "A".."E", then one starting with
     "<letter>. ". Then:
       coin:  the first single-character word (regex \\b(\\w)\\b), upper-cased ("a" counts as A).
-             Denominator: ALL test problems (a None prediction counts wrong), as CoIN.
+             Denominator: ALL test problems (a None prediction counts wrong), as CoIN's scorer, which
+             counts every pid of pid_splits["test"]: a problem absent from test.json (a record flagged
+             ``absent``, prediction None) scores as failed.
+      coin_skip_absent: as coin, but records flagged ``absent`` are left out of the denominator (the
+             problems test.json lacks are skipped, not failed).
       regex: exactly one match of "The answer is ([A-Z])." (the "." is any character, so
              "The answer is B" at the very end does not match), as HiDe/SEFE's script.
              Denominator: the predictions given (None predictions are left out), as SEFE.
@@ -106,20 +110,22 @@ class ScienceQA(AccuracyScorer):
     """
 
     name = "scienceqa"
-    variants = ("coin", "regex")
+    variants = ("coin", "coin_skip_absent", "regex")
 
     def parse(self, prediction: str) -> Optional[str]:
         if prediction in _SQA_OPTIONS:
             return prediction
         if len(prediction) >= 3 and prediction[0] in _SQA_OPTIONS and prediction[1:3] == ". ":
             return prediction[0]
-        if self.variant == "coin":
+        if self.variant in ("coin", "coin_skip_absent"):
             found = _SQA_FIRST_SINGLE_CHAR_WORD.findall(prediction)
             return found[0].upper() if found else None
         found = _SQA_ANSWER_IS.findall(prediction)
         return found[0] if len(found) == 1 else None
 
     def is_correct(self, prediction: str, record: dict) -> bool:
+        if record.get("absent"):  # never asked: failed (coin) or left out (coin_skip_absent)
+            return False
         gold = target_letter(record, self.name)
         letter = self.parse(prediction)
         n = _n_choices(record)
@@ -128,7 +134,15 @@ class ScienceQA(AccuracyScorer):
 
     def _score(self, predictions: list[Optional[str]], records: list[dict]) -> ScoreResult:
         result = super()._score(predictions, records)
-        if self.variant == "regex":
+        n_absent = sum(1 for r in records if r.get("absent"))
+        result.details["n_absent"] = n_absent
+        if self.variant == "coin_skip_absent":
+            per = result.per_sample or []
+            result.per_sample = [None if r.get("absent") else v for v, r in zip(per, records)]
+            n_scored = len(records) - n_absent
+            result.score = 100.0 * result.details["n_correct"] / n_scored if n_scored else 0.0
+            result.details["n_scored"] = n_scored
+        elif self.variant == "regex":
             # SEFE divides by the number of predictions, not of problems.
             n_scored = sum(1 for p in predictions if p is not None)
             per = result.per_sample or []
