@@ -27,6 +27,8 @@ class Row:
     seconds: Stat = field(default_factory=lambda: Stat(None, None, 0))
     best: set[str] = field(default_factory=set)  # columns where this row is marked best
     paired: Paired | None = None  # against the baseline row over the same (order, seed) runs
+    ceiling: Stat = field(default_factory=lambda: Stat(None, None, 0))  # single-task ceiling (beside mft)
+    task_id: Stat = field(default_factory=lambda: Stat(None, None, 0))  # routing / selection accuracy (%)
 
 
 @dataclass
@@ -135,6 +137,8 @@ def _make_row(label: str, method: str, is_reference: bool, runs: list[RunRecord]
     row.tasks = {t: stat(r.final.get(t) for r in kept) for t in task_names}
     row.params = stat(r.trainable_parameters for r in kept)
     row.seconds = stat(r.seconds for r in kept)
+    row.ceiling = stat(r.ceiling for r in kept)
+    row.task_id = stat(r.task_identification for r in kept)
     return row
 
 

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
+from ..ceiling import CEILING_FILE
 from ..errors import UserError
 
 DEFAULT_METRICS = ("avg", "last", "mft", "bwt", "fgt", "fwd")
@@ -42,6 +43,9 @@ class RunRecord:
     seconds: float | None  # train + eval seconds over all stages (resume-proof)
     setting: dict[str, Any]
     hparams: dict[str, Any]  # the method's own hyper-parameters (setting keys removed)
+    # routing / prompt-selection accuracy (%) at the last stage, for methods that identify the task
+    task_identification: float | None = None
+    ceiling: float | None = None  # mean single-task ceiling of the run's tasks (``mcit-bench ceiling``), if found
 
 
 
@@ -114,6 +118,8 @@ def load_run(run_dir: Path, metrics: Sequence[str], summary: dict[str, Any]) -> 
                                                                          "trainable_parameters"),
         seconds=seconds, setting=setting,
         hparams={k: v for k, v in sorted(hparams.items()) if k not in SETTING_HPARAMS},
+        task_identification=_number((summary.get("strategy") or {}).get("task_identification_last"),
+                                    f"{run_dir}/summary.json: strategy.task_identification_last"),
     )
 
 
@@ -133,11 +139,35 @@ def discover(runs_dir: str | os.PathLike, metrics: Sequence[str]) -> tuple[list[
     if not root.is_dir():
         raise UserError(f"{runs_dir}: not a folder (expected the runs root, e.g. results/runs)")
     records, skipped = [], []
+    ceiling_dirs = [p.parent for p in root.rglob(CEILING_FILE)]
+    ceilings = [_read_json(d / CEILING_FILE) for d in ceiling_dirs]
     for summary_path in sorted(root.rglob("summary.json")):
         run_dir = summary_path.parent
+        if any(d in run_dir.parents for d in ceiling_dirs):
+            continue  # a one-task run of a ceiling: read through its ceiling.json, never as a continual run
+        if not (run_dir / "accuracy.csv").is_file() and (run_dir / CEILING_FILE).is_file():
+            continue
         summary = _read_json(summary_path)
         if summary.get("complete") is not True:
             skipped.append((str(run_dir), "incomplete (resume it with mcit-bench sweep / run --resume)"))
             continue
         records.append(load_run(run_dir, metrics, summary))
+    for record in records:
+        record.ceiling = match_ceiling(record, ceilings)
     return records, skipped
+
+
+def match_ceiling(run: RunRecord, ceilings: list[dict[str, Any]]) -> float | None:
+    """Mean ceiling over the run's tasks, from a complete ceiling of the same method, backbone checkpoint,
+    budget and hyper-parameters (None when there is none, or it lacks one of the run's tasks)."""
+    for c in ceilings:
+        hp = c.get("hparams") or {}
+        if c.get("complete") is not True or c.get("method") != run.method or \
+                _str(c.get("backbone_checkpoint")) != run.setting.get("backbone_checkpoint") or \
+                {k: hp.get(k) for k in SETTING_HPARAMS} != run.setting.get("budget") or \
+                {k: v for k, v in sorted(hp.items()) if k not in SETTING_HPARAMS} != run.hparams:
+            continue
+        scores = c.get("scores") or {}
+        if all(t in scores for t in run.tasks):
+            return float(np.mean([scores[t] for t in run.tasks]))
+    return None

@@ -103,9 +103,23 @@ def render(board: Leaderboard, fmt: str, plots: Sequence[Any] = (), output: str 
     raise UserError(f"--format {fmt!r}: expected md, latex or csv")
 
 
+def _extra_columns(group: Group | None) -> list[str]:
+    """Optional columns shown when some row has them: the single-task ceiling (read beside ``mft``) and the
+    task-identification accuracy of routing / prompt selection (read beside the forgetting it explains)."""
+    if group is None:
+        return []
+    out = []
+    if any(r.ceiling.n for r in group.rows):
+        out.append("ceiling")
+    if any(r.task_id.n for r in group.rows):
+        out.append("task id %")
+    return out
+
+
 def _main_columns(board: Leaderboard, group: Group) -> list[str]:
     paired = [paired_header(board, group)] if group.baseline else []
-    return ["method", "runs", *(metric_header(m) for m in board.metrics), "trainable params", "time (s)", *paired]
+    return ["method", "runs", *(metric_header(m) for m in board.metrics), *_extra_columns(group),
+            "trainable params", "time (s)", *paired]
 
 
 def _main_cells(row: Row, board: Leaderboard, bold: Any, pm: str = "±", dash: str = DASH,
@@ -115,6 +129,11 @@ def _main_cells(row: Row, board: Leaderboard, bold: Any, pm: str = "±", dash: s
     for m in board.metrics:
         text = fmt_stat(row.stats[m], n, pm, dash)
         cells.append(bold(text) if m in row.best else text)
+    extra = _extra_columns(group)
+    if "ceiling" in extra:
+        cells.append(fmt_stat(row.ceiling, n, pm, dash))
+    if "task id %" in extra:
+        cells.append(fmt_stat(row.task_id, n, pm, dash))
     cells += [fmt_params(row.params), fmt_seconds(row.seconds, pm, dash)]
     if group is not None and group.baseline:
         cells.append(fmt_paired(row.paired, n, row.label == group.baseline))
@@ -239,7 +258,8 @@ def render_latex(board: Leaderboard) -> str:
     for group in board.groups:
         setting = latex_escape(describe_setting(group.setting).replace("`", ""))
         header = ["Method", "Runs", *(latex_escape(m) + (r" $\downarrow$" if lower_is_better(m) else r" $\uparrow$")
-                                      for m in board.metrics), "Trainable params", "Time (s)"]
+                                      for m in board.metrics),
+                  *(latex_escape(c) for c in _extra_columns(group)), "Trainable params", "Time (s)"]
         if group.baseline:
             header.append(r"$\Delta$" + latex_escape(paired_header(board, group, delta="")))
         rows = []
@@ -285,6 +305,7 @@ def render_csv(board: Leaderboard) -> str:
         header += [f"{m}_mean", f"{m}_std", f"{m}_n", f"{m}_best"]
     for t in task_names:
         header += [f"task:{t}_mean", f"task:{t}_std", f"task:{t}_n", f"task:{t}_best"]
+    header += ["ceiling_mean", "task_id_mean"]
     header += ["trainable_parameters", "seconds_mean", "seconds_std", "setting_description"]
     header += ["paired_baseline", "paired_metric", "paired_n", "paired_mean_diff", "paired_ci_low", "paired_ci_high",
                "paired_wilcoxon_w", "paired_p"]
@@ -303,6 +324,7 @@ def render_csv(board: Leaderboard) -> str:
             for t in task_names:
                 s = r.tasks.get(t, Stat(None, None, 0))
                 line += [num(s.mean), num(s.std), s.n, "*" if f"task:{t}" in r.best else ""]
+            line += [num(r.ceiling.mean), num(r.task_id.mean)]
             line += [num(r.params.mean), num(r.seconds.mean), num(r.seconds.std),
                      describe_setting(g.setting).replace("`", "")]
             p = r.paired

@@ -1,0 +1,53 @@
+"""mcit-bench ceiling: each task trained alone from the untouched backbone; resumable; read by the leaderboard."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mcit_bench.cli import main
+
+from conftest import MICRO
+
+TASKS = "styles,chart"
+
+
+def _ceiling(folder: Path, method: str = "lora-ft") -> int:
+    return main(["ceiling", "--method", method, "--backbone", MICRO, "--preset", "quick", "--tasks", TASKS,
+                 "--output", str(folder), "--quiet", "--logger", "none"])
+
+
+def test_ceiling_trains_each_task_alone_resumes_and_feeds_the_leaderboard(tmp_path: Path, micro_backbone: Path,
+                                                                          capsys) -> None:
+    root = tmp_path / "runs"
+    folder = root / "synthetic" / "lora-ft" / "ceiling-seed0"
+    assert _ceiling(folder) == 0
+    result = json.loads((folder / "ceiling.json").read_text())
+    assert result["tasks"] == ["styles", "chart"] and result["complete"]
+    for task in ("styles", "chart"):
+        state = json.loads((folder / task / "state.json").read_text())
+        config = (folder / task / "config.yaml").read_text()
+        assert state["trained"] == [1] and f"- {task}" in config  # a one-task order: only this task trained
+        assert result["scores"][task] == state["cells"]["1"][task]["score"]
+    assert result["mean"] == sum(result["scores"].values()) / 2
+    # a second call resumes: nothing is trained again, same numbers
+    stamp = (folder / "styles" / "state.json").stat().st_mtime_ns
+    assert _ceiling(folder) == 0
+    assert (folder / "styles" / "state.json").stat().st_mtime_ns == stamp
+    assert json.loads((folder / "ceiling.json").read_text())["scores"] == result["scores"]
+    # a continual run of the same method and budget on those two tasks gets its ceiling column
+    order = tmp_path / "two.yaml"
+    order.write_text("tasks: [styles, chart]\n")
+    assert main(["run", "--method", "lora-ft", "--order", str(order), "--backbone", MICRO, "--preset", "quick",
+                 "--output", str(root / "synthetic" / "lora-ft" / "two"), "--quiet", "--logger", "none"]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", str(root), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    header, row = lines[0].split(","), lines[1].split(",")
+    assert len(lines) == 2  # the ceiling's one-task runs are not read as continual runs
+    assert float(row[header.index("ceiling_mean")]) == round(result["mean"], 6)
+
+
+def test_unknown_task_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    assert main(["ceiling", "--method", "lora-ft", "--backbone", MICRO, "--tasks", "nope",
+                 "--output", str(tmp_path / "c")]) == 2
+    assert "unknown task" in capsys.readouterr().err and not (tmp_path / "c").exists()
