@@ -32,9 +32,11 @@ these is a named hyper-parameter below:
 * the embedding sample behind each subspace (``subspace_samples``, ``pretrain_samples``, all
   non-padding positions of the training-format sequence) and the pre-training data
   (``pretrain_data``: auto | benchmark | first_task | path to a JSONL of {image, prompt, target});
-* ``compose=exact`` (default): the two projections are composed exactly, i.e. the default update
-  lies in span(U_pre) ∩ span(U)^⊥ (the spec's literal ``g_res U_pre U_pre^T`` can re-enter span(U)
-  when the spaces are not nested; ``compose=sequential`` applies the literal formulas);
+* ``compose=sequential`` (default): the spec's literal formulas, g_fwd = g_res U_pre U_pre^T, the
+  update confined to span(U_pre); it can re-enter span(U) where the spaces are not nested.
+  ``compose=exact`` composes the two projections exactly (update in span(U_pre) ∩ span(U)^⊥); on the
+  built-in default that space is empty from the third task on for every choice of rows and threshold
+  tried (results/ablations/fwd_prompt_free_space.md): the prompts would be frozen, so it is a variant;
 * ``memory_space``: ``full`` (default, the spec) applies the GPM rule to X_t as it is;
   ``outside_pretrained`` counts span(U_pre) as already covered, so U holds only task-specific
   directions orthogonal to U_pre (then the exact and the sequential composition coincide);
@@ -184,7 +186,7 @@ class FwdPrompt(Strategy):
     defaults = {
         "lr": 1e-2, "pool_size": 10, "prompt_length": 5, "top_n": 3, "key_loss_weight": 0.1,
         "query_image": "vision", "query_text": "llm", "insert_offset": 1, "prompt_init": "vocab",
-        "projection": "residual+pretrained", "forward_mode": "project", "beta": 1.0, "compose": "exact",
+        "projection": "residual+pretrained", "forward_mode": "project", "beta": 1.0, "compose": "sequential",
         "project_update": True, "memory_space": "full", "threshold": 0.97, "threshold_pre": 0.97,
         "project_first_task": False, "subspace_rows": "text",
         "subspace_samples": 128, "pretrain_samples": 256, "pretrain_data": "auto", "subspace_batch_size": 32,

@@ -114,7 +114,9 @@ def data():
 
 
 def _strategy(backbone, **overrides) -> "FwdPrompt":
+    """Unit tests pin compose=exact (the strict composition); the default's own test says otherwise."""
     torch.manual_seed(0)
+    overrides = {"compose": "exact", **overrides}
     hp = resolve_hparams(method_defaults(FwdPrompt), "quick", overrides, "fwd-prompt")
     return FwdPrompt(backbone, hp)
 
@@ -404,3 +406,17 @@ def test_pool_use_reports_collapse() -> None:
     assert same["trained"] == {"a": [0, 2, 3], "b": [0, 2, 3]} and same["collapsed"] and same["distinct_trained"] == 3
     apart = pool_use({"a": [50, 50, 50, 0, 0], "b": [0, 0, 50, 50, 50]}, {}, top_n=3)
     assert not apart["collapsed"] and apart["distinct_trained"] == 5
+
+
+def test_default_is_the_literal_formula_and_keeps_room(backbone, data) -> None:
+    """Default compose=sequential: g_fwd = (g - g U U^T) U_pre U_pre^T, the spec's formula. The update stays
+    in span(U_pre) and may move in all of it (the exact composition's span(U_pre) minus memory emptied
+    from the third task on: results/ablations/fwd_prompt_free_space.md)."""
+    assert method_defaults(FwdPrompt)["compose"] == "sequential"
+    strategy = _strategy(backbone, compose="sequential")
+    U, P = _random_spaces(backbone.hidden_size)
+    strategy.set_subspaces(U, P)
+    strategy.current_task = 1
+    delta = _steps(strategy, _batch(backbone, data[1]))
+    assert delta.norm() > 1e-3 and _rel(delta - delta @ P @ P.T, delta) < 1e-5
+    assert strategy.free_dims() == 40
