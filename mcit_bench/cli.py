@@ -1,4 +1,4 @@
-"""Command line: ``mcit-bench run | sweep | leaderboard | metrics | list | backbone build``.
+"""Command line: ``mcit-bench run | sweep | leaderboard | metrics | list``.
 
 Imports are lazy: ``mcit-bench --help`` and argument errors never import torch.
 Bad input exits with code 2 and a one-line message, before anything is written.
@@ -34,7 +34,7 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--logger", default="csv", help="training-loss logger: csv | tensorboard | wandb | none")
     p.add_argument("--data-root", help="folder of a real benchmark in its native layout")
     p.add_argument("--image-root", help="image folder, if apart from --data-root")
-    p.add_argument("--quiet", action="store_true", help="print only the final summary and errors")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _add_sweep(sub: Any) -> None:
