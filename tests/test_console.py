@@ -69,3 +69,21 @@ def test_progress_is_one_line_redrawn_a_few_times_per_second() -> None:
     display.train_step(2, 1, loss=1.25)
     assert display.line.startswith("stage 2/2 chart · step 1/5000 · loss 1.250 · run ETA")
     assert display.eta_seconds() is not None and display.eta_seconds() >= 0
+
+
+def test_library_warnings_go_to_the_log_and_the_harness_warnings_also_to_the_console(tmp_path: Path) -> None:
+    import warnings
+
+    from mcit_bench.console import library_output_to_log
+
+    library_file = str(Path(warnings.__file__).parent / "site-packages" / "lightning" / "pytorch" / "x.py")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with library_output_to_log(tmp_path) as log:
+            warnings.warn_explicit("lib: LeafSpec is deprecated", DeprecationWarning, library_file, 1)
+            warnings.warn_explicit("lib: something odd", UserWarning, library_file, 2)
+            warnings.warn("harness: accuracy matrix has all values <= 1", UserWarning)
+            warnings.warn("harness: old knob", DeprecationWarning)
+    assert [str(w.message) for w in seen] == ["harness: accuracy matrix has all values <= 1"]  # the console
+    text = log.read_text()
+    assert all(m in text for m in ("LeafSpec is deprecated", "something odd", "all values <= 1", "old knob"))
