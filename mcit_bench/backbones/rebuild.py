@@ -53,6 +53,9 @@ def build_builtin(name: str, output: str | None = None, ship: bool = False, prog
     folder = _target(name, tag, output, ship)
     shipped = shipped_folder(name)
     shipped_sums = verify_folder(shipped) if shipped is not None else None  # read before --ship replaces it
+    import transformers.utils.logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # transformers' "Writing model shards" bars: the build has its own
     build_tiny_backbone(folder, recipe, progress=progress)
     built = read_manifest(folder)
     sidecar = json.loads((folder / SIDECAR).read_text())
