@@ -160,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("metrics", help="summary metrics of an accuracy-matrix CSV")
     m.add_argument("matrix", help="CSV with columns stage,<task1>,...; empty cell = not evaluated")
     m.add_argument("--json", action="store_true", help="print the full summary as JSON")
+    bk = sub.add_parser("backbone", help="the built-in tiny backbone: rebuild it from its recipe")
+    bk_sub = bk.add_subparsers(dest="backbone_command", required=True)
+    bb = bk_sub.add_parser("build", help="rebuild a built-in backbone from its recipe and print its calibration")
+    bb.add_argument("--name", default="tiny-llava", help="built-in backbone (default tiny-llava)")
+    bb.add_argument("--output", help="folder to write (default: the user cache, backbones/<recipe tag>)")
+    bb.add_argument("--ship", action="store_true",
+                    help="write it into the package (mcit_bench/backbones/shipped/<recipe tag>), replacing the "
+                         "shipped copy: for a changed recipe")
+    bb.add_argument("--quiet", action="store_true", help="no progress bar")
     lst = sub.add_parser("list", help="registered methods, benchmarks, task orders and backbones")
     lst.add_argument("what", nargs="?", default="all", choices=["all", "methods", "benchmarks", "orders", "backbones"])
     return parser
@@ -357,6 +366,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backbone(args: argparse.Namespace) -> int:
+    from .backbones.rebuild import build_builtin
+
+    return build_builtin(args.name, output=args.output, ship=args.ship, progress=not args.quiet)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     what = args.what
     if what in ("all", "methods"):
@@ -387,7 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "ceiling": cmd_ceiling, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard,
-                    "convert": cmd_convert, "metrics": cmd_metrics, "list": cmd_list, "tune": cmd_tune}
+                    "convert": cmd_convert, "metrics": cmd_metrics, "list": cmd_list, "tune": cmd_tune,
+                    "backbone": cmd_backbone}
         return commands[args.command](args)
     except UserError as exc:
         print(f"mcit-bench: error: {exc}", file=sys.stderr)

@@ -145,15 +145,23 @@ def stages_to_evaluate(stage: int, n_tasks: int, eval_mode: str, joint: bool) ->
 
 def execute(plan: Plan, progress: bool = True,
             on_stage: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) the plan; returns the summary.
+    """Run (or resume) the plan; returns the summary. Library output goes to ``logs/console.log``.
 
     ``on_stage(stage, summary)`` is called once each stage is evaluated and on disk (also for stages a
     resumed run had finished before); an exception it raises stops the run there (tuning prunes so).
     """
+    from .console import library_output_to_log
+
+    with library_output_to_log(plan.run_dir):
+        return _execute(plan, progress, on_stage)
+
+
+def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
     import torch
 
     from .backbones import load_backbone
     from .collate import Collator
+    from .progress import RunProgress
     from .seeding import seed_everything
     from .strategy import RunContext
 
@@ -184,13 +192,14 @@ def execute(plan: Plan, progress: bool = True,
     last_trained = trained[-1] if trained else 0
     if last_trained:
         strategy.restore(torch.load(run_dir / "checkpoints" / f"stage{last_trained}.pt", weights_only=False))
+    display = RunProgress.for_run(plan, state, strategy, last_trained, enabled=progress)
 
     n = len(tasks)
     test_sets = {t.name: plan.benchmark.test_split(t.name) for t in tasks}
     for stage in range(0, n + 1):
         if stage > last_trained and stage > 0:
             if strategy.trains and (not strategy.joint or stage == n):
-                _train_stage(plan, strategy, tasks, stage, collate_train, state, progress)
+                _train_stage(plan, strategy, tasks, stage, collate_train, state, display)
             else:
                 strategy.before_task(stage - 1, tasks[stage - 1], None)
             _save_checkpoint(run_dir, stage, strategy)
@@ -211,21 +220,22 @@ def execute(plan: Plan, progress: bool = True,
             atomic_write_bytes(run_dir / "predictions" / f"stage{stage}" / f"{task.name}.jsonl", lines.encode())
             state.set_cell(stage, task.name, {"score": result.score, "details": result.details,
                                               "seconds": round(result.seconds, 3)})
-            if progress:
-                print(f"  stage {stage} | {task.name:<18} {result.score:6.2f}", flush=True)
+            display.cell_done(stage, task.name, result.score)
+        display.stage_done(stage)
         summary = write_results(plan, state, strategy, started, complete=(stage == n))
         if on_stage is not None:
             on_stage(stage, summary)
         if os.environ.get("MCIT_BENCH_STOP_AFTER_STAGE") == str(stage):
             # Simulated preemption for tests and drills: stop hard once this stage is on disk.
             raise SystemExit(f"mcit-bench: stopped after stage {stage} (MCIT_BENCH_STOP_AFTER_STAGE)")
+    display.close()
     state.data["complete"] = True
     state.save()
     return summary
 
 
 def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: Any, state: RunState,
-                 progress: bool) -> None:
+                 display: Any) -> None:
     import lightning as L
     import torch
     from torch.utils.data import DataLoader
@@ -255,7 +265,8 @@ def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: An
     trainer = L.Trainer(
         max_steps=steps, max_epochs=-1, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
         precision=cfg.precision, logger=make_logger(cfg.logger, plan.run_dir, stage), enable_checkpointing=False,
-        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        enable_progress_bar=False, callbacks=[display.lightning_callback(stage)],  # one display for the whole run
+        enable_model_summary=False, num_sanity_val_steps=0,
         gradient_clip_val=float(hp["grad_clip"]) or None, default_root_dir=str(plan.run_dir),
         log_every_n_steps=max(1, min(50, steps // 4)),
     )

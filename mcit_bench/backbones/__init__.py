@@ -1,6 +1,10 @@
 """Backbone names: built-in tiny backbones by name, anything else a local folder or a cached HF id.
 
-mcit-bench never downloads: an HF id must already be in the local Hugging Face cache.
+mcit-bench never downloads: an HF id must already be in the local Hugging Face cache. The built-in
+``tiny-llava`` ships already built inside the package (``shipped/<recipe tag>/``, loaded from there,
+read-only), so every machine starts from the same weights; its ``SHA256SUMS`` is checked on every load.
+A built-in without a shipped copy of its current recipe (``tiny-llava-micro``) is built on first use
+into the user cache.
 """
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .manifest import MANIFEST, verify_folder
 
 # name -> recipe overrides of the tiny backbone (see tiny_llava.TinyRecipe)
 BUILTIN_BACKBONES: dict[str, dict[str, Any]] = {
@@ -15,6 +20,20 @@ BUILTIN_BACKBONES: dict[str, dict[str, Any]] = {
     # A few seconds to build: for tests and smoke runs (it has learned little).
     "tiny-llava-micro": {"clip_steps": 20, "lm_steps": 40, "pretrain_pool": 256, "warmup": 5},
 }
+
+
+# Folders of built-in backbones that ship with the package, named by their recipe tag.
+SHIPPED_ROOT = Path(__file__).with_name("shipped")
+
+
+def shipped_folder(name: str) -> Path | None:
+    """The package's copy of built-in ``name`` for its current recipe, or None (then it is built on demand)."""
+    if name not in BUILTIN_BACKBONES:
+        return None
+    from .tiny_llava import TinyRecipe, recipe_tag
+
+    folder = SHIPPED_ROOT / recipe_tag(TinyRecipe(**BUILTIN_BACKBONES[name]), name)
+    return folder if (folder / "config.json").is_file() else None
 
 
 def _hf_cached(name: str) -> Path | None:
@@ -29,11 +48,16 @@ def _hf_cached(name: str) -> Path | None:
 def check_backbone(spec: str) -> None:
     """Raise UserError unless ``spec`` names a built-in backbone, a folder or a cached HF id (cheap)."""
     if spec in BUILTIN_BACKBONES:
+        shipped = shipped_folder(spec)
+        if shipped is not None:
+            verify_folder(shipped)
         return
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError(f"backbone folder {str(path)!r} has no config.json (expected a save_pretrained folder)")
+        if (path / MANIFEST).is_file():  # a copy of a harness build: its files must be the ones it lists
+            verify_folder(path)
         return
     if "/" in spec and not spec.startswith((".", "/")) and _hf_cached(spec) is not None:
         return
@@ -42,12 +66,18 @@ def check_backbone(spec: str) -> None:
 
 
 def backbone_path(spec: str, progress: bool = True) -> Path:
-    """Folder to ``from_pretrained``; builds a built-in tiny backbone on first use."""
+    """Folder to ``from_pretrained``: the shipped copy of a built-in, else its cached build (built on first use)."""
     check_backbone(spec)
     if spec in BUILTIN_BACKBONES:
         from .tiny_llava import TinyRecipe, tiny_backbone_path
 
-        return tiny_backbone_path(TinyRecipe(**BUILTIN_BACKBONES[spec]), name=spec, progress=progress)
+        shipped = shipped_folder(spec)
+        if shipped is not None:
+            return shipped
+        folder = tiny_backbone_path(TinyRecipe(**BUILTIN_BACKBONES[spec]), name=spec, progress=progress)
+        if (folder / MANIFEST).is_file():
+            verify_folder(folder)
+        return folder
     path = Path(spec).expanduser()
     return path if path.is_dir() else _hf_cached(spec)  # type: ignore[return-value]
 

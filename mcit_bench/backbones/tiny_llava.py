@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .manifest import write_manifest
+
 NAME = "tiny-llava"
 ATTENTION = "eager"
 RECIPE_VERSION = "5"  # bump whenever the recipe code or the synthetic world changes
@@ -60,17 +62,22 @@ def cache_root() -> Path:
     return Path(os.environ.get("MCIT_BENCH_CACHE", Path.home() / ".cache" / "mcit-bench"))
 
 
+def recipe_tag(recipe: TinyRecipe | None = None, name: str = NAME) -> str:
+    """``<name>-r<version>-<hash of the recipe>``: the folder name of a build, kept in run summaries."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(asdict(recipe or TinyRecipe()), sort_keys=True).encode()).hexdigest()[:10]
+    return f"{name}-r{RECIPE_VERSION}-{digest}"
+
+
 def tiny_backbone_path(recipe: TinyRecipe | None = None, name: str = NAME, build: bool = True,
                        progress: bool = True) -> Path:
     """Folder of the cached tiny backbone; builds it on first use.
 
     The folder name carries a hash of the recipe: changing the recipe never reuses a stale build.
     """
-    import hashlib
-
     recipe = recipe or TinyRecipe()
-    digest = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode()).hexdigest()[:10]
-    folder = cache_root() / "backbones" / f"{name}-r{RECIPE_VERSION}-{digest}"
+    folder = cache_root() / "backbones" / recipe_tag(recipe, name)
     if not (folder / "config.json").is_file() and build:
         build_tiny_backbone(folder, recipe, progress=progress)
     return folder
@@ -290,14 +297,16 @@ def build_tiny_backbone(folder: Path, recipe: TinyRecipe | None = None, progress
 
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    llava.save_pretrained(tmp)
+    # Shards below 5 MB: the build ships as package data, where every file stays small.
+    llava.save_pretrained(tmp, max_shard_size="4MB")
     processor.save_pretrained(tmp)
-    clip.save_pretrained(tmp / "clip")
+    clip.save_pretrained(tmp / "clip", max_shard_size="4MB")
     clip_tokenizer.save_pretrained(tmp / "clip")
     sidecar = {"name": NAME, "recipe_version": RECIPE_VERSION, "recipe": asdict(recipe), "template": "plain_chat",
                "clip": "clip", "attn_implementation": ATTENTION, "final_clip_loss": clip_loss, "final_lm_loss": lm_loss,
                "build_seconds": round(time.time() - start, 1), "torch": torch.__version__}
     (tmp / "mcit_bench_backbone.json").write_text(json.dumps(sidecar, indent=2))
+    write_manifest(tmp)  # sha256 of every file: a shipped or copied build is checked when loaded
     folder.parent.mkdir(parents=True, exist_ok=True)
     if folder.exists():
         shutil.rmtree(folder)
