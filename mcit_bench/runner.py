@@ -5,8 +5,9 @@ Stage 0 evaluates the untouched backbone on every task (zero-shot row), through
 of the order with one ``Trainer.fit`` and then evaluates EVERY task, future ones included
 (``eval_mode="lower"`` skips the upper triangle; those cells stay empty, never 0).
 
-Nothing is lost: after every evaluated cell the run state is written atomically; a strategy
-checkpoint is written at every task boundary; ``resume=True`` restarts from the last completed task,
+Nothing is lost: after every evaluated cell the run state is written atomically (with a checksum); a
+strategy checkpoint (``checkpoints.py``: safetensors + JSON) is written at every task boundary; a
+non-finite loss stops the run (``divergence.py``); ``resume=True`` restarts from the last completed task,
 skips the cells already evaluated and yields the same matrix as an uninterrupted run (training of
 stage t is seeded by (seed, t) alone, so it does not depend on what ran before in the process).
 """
@@ -42,6 +43,7 @@ class Plan:
     order: list[str]
     backbone_spec: str
     run_dir: Path
+    resume: Any = None  # resume.ResumeInfo of an existing run folder (None: a new run)
 
 
 def default_run_dir(root: Path, benchmark: str, method: str, order: str, seed: int) -> Path:
@@ -76,24 +78,23 @@ def plan_run(cfg: RunConfig) -> Plan:
         if not cfg.resume:
             raise UserError(f"{run_dir}: a run already exists there; pass --resume to continue it or --output "
                             f"to write elsewhere")
-        previous = yaml.safe_load((run_dir / "config.yaml").read_text())
-        for key in ("method", "benchmark", "backbone", "seed", "preset", "eval_mode"):
-            now = method_cls.name if key == "method" else getattr(cfg, key)  # config.yaml holds the canonical name
-            if str(previous.get(key)) != str(now):
-                raise UserError(f"{run_dir}/config.yaml: --resume with {key}={getattr(cfg, key)!r} but the run "
-                                f"was started with {key}={previous.get(key)!r}")
-        if previous.get("hparams") != hparams or previous.get("tasks") != order:
-            raise UserError(f"{run_dir}/config.yaml: --resume with different hyper-parameters or task order "
-                            f"than the run was started with")
+        from .resume import SAME_RUN, check_resume
+
+        now = {key: method_cls.name if key == "method" else getattr(cfg, key) for key in SAME_RUN}
+        return Plan(cfg, method_cls, hparams, benchmark, order, cfg.backbone, run_dir,
+                    resume=check_resume(run_dir, now, hparams, order))
     return Plan(cfg, method_cls, hparams, benchmark, order, cfg.backbone, run_dir)
 
 
 class RunState:
-    """``state.json``: evaluated cells, trained stages and timings (rewritten atomically)."""
+    """``state.json``: evaluated cells, trained stages and timings (rewritten atomically, checksummed)."""
 
     def __init__(self, path: Path) -> None:
+        from .integrity import read_sealed_json
+
         self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else \
+        # plan_run has vetted an existing file (a complete run from before checksums is the only one without)
+        self.data: dict[str, Any] = read_sealed_json(path, "run state", legacy_ok=True) if path.exists() else \
             {"cells": {}, "trained": [], "seconds": {"train": {}, "eval": {}}, "complete": False}
 
     def cell(self, stage: int, task: str) -> dict[str, Any] | None:
@@ -105,7 +106,9 @@ class RunState:
         self.save()
 
     def save(self) -> None:
-        atomic_write_json(self.path, self.data)
+        from .integrity import write_sealed_json
+
+        write_sealed_json(self.path, self.data)
 
 
 def stages_to_evaluate(stage: int, n_tasks: int, eval_mode: str, joint: bool) -> list[int]:
@@ -133,6 +136,11 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
                 "method": plan.method_cls.name}
     if not (run_dir / STATE_FILE).exists():  # a fresh run (or one that failed before its first cell): its config
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    elif plan.resume is not None and plan.resume.new_change:  # --resume --set lr=...: from the next stage on
+        from .resume import record_change
+
+        plan.resume.changes = record_change(run_dir, plan.resume.new_change)
+        plan.resume.new_change = None
     state = RunState(run_dir / STATE_FILE)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     seed_everything(cfg.seed)
@@ -152,7 +160,9 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
     trained = sorted(state.data["trained"])
     last_trained = trained[-1] if trained else 0
     if last_trained:
-        strategy.restore(torch.load(run_dir / "checkpoints" / f"stage{last_trained}.pt", weights_only=False))
+        from .checkpoints import load_checkpoint
+
+        strategy.restore(load_checkpoint(run_dir, last_trained))  # safetensors + JSON: loading runs no code
 
     n = len(tasks)
     test_sets = {t.name: plan.benchmark.test_split(t.name) for t in tasks}
@@ -162,7 +172,9 @@ def execute(plan: Plan, progress: bool = True) -> dict[str, Any]:
                 _train_stage(plan, strategy, tasks, stage, collate_train, state, progress)
             else:
                 strategy.before_task(stage - 1, tasks[stage - 1], None)
-            _save_checkpoint(run_dir, stage, strategy)
+            from .checkpoints import save_checkpoint
+
+            save_checkpoint(run_dir, stage, strategy)
             state.data["trained"] = sorted(set(state.data["trained"]) | {stage})
             state.save()
         for col in stages_to_evaluate(stage, n, cfg.eval_mode, strategy.joint):
@@ -218,7 +230,7 @@ def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: An
     strategy.train()
     loader = DataLoader(_undecoded(data), batch_size=int(hp["batch_size"]), shuffle=True, drop_last=len(data) >= int(hp["batch_size"]),
                         collate_fn=collate, generator=torch.Generator().manual_seed(seed), num_workers=0)
-    module = ContinualModule(strategy, hp, total_steps=steps)
+    module = ContinualModule(strategy, hp, total_steps=steps, stage=stage, task=tasks[stage - 1].name)
     trainer = L.Trainer(
         max_steps=steps, max_epochs=-1, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
         precision=cfg.precision, logger=make_logger(cfg.logger, plan.run_dir, stage), enable_checkpointing=False,
@@ -239,16 +251,6 @@ def _undecoded(data: Any) -> Any:
 
     feature = data.features.get("image") if hasattr(data, "features") else None
     return data.cast_column("image", datasets.Image(decode=False)) if isinstance(feature, datasets.Image) else data
-
-
-def _save_checkpoint(run_dir: Path, stage: int, strategy: Any) -> None:
-    import io
-
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(strategy.checkpoint(), buffer)
-    atomic_write_bytes(run_dir / "checkpoints" / f"stage{stage}.pt", buffer.getvalue())
 
 
 def matrix_from_state(state: RunState, order: list[str]) -> np.ndarray:
@@ -293,6 +295,8 @@ def write_results(plan: Plan, state: RunState, strategy: Any, started: float, co
         "preset": plan.config.preset,
         "tasks": order,
         "complete": complete,
+        # --resume --set: from which stage on which optimisation settings held (none: hparams throughout)
+        "hparam_changes": plan.resume.changes if plan.resume is not None else [],
         "scorers": {t.name: {"scorer": t.scorer, "variant": t.scorer_variant, "chance": t.chance} for t in tasks},
         "zero_shot": zero_shot_report(state.data["cells"].get("0", {}), tasks),
         "trainable_parameters": strategy.trainable_parameter_count(),
