@@ -27,7 +27,7 @@ class FolderLocked(RunError):
 class RunLock:
     """``with RunLock(folder): ...``: exclusive use of ``folder`` by this process (re-entrant per path)."""
 
-    _held: dict[str, int] = {}  # path -> depth: a sweep holds its root, its runs lock their own folders
+    _held: dict[str, int] = {}  # lock path -> depth of nested holds in this process
 
     def __init__(self, folder: Path, what: str = "run") -> None:
         self.path = Path(folder) / LOCK_FILE
@@ -35,12 +35,20 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
-        import fcntl
-
         key = str(self.path.resolve())
         if key in RunLock._held:
             RunLock._held[key] += 1
             return self
+        try:
+            self._fd = self._lock()
+        except OSError as exc:  # an unwritable or full folder: one line naming it, like any other write
+            raise RunError(f"{self.path}: cannot create the run's lock file: {exc.strerror or exc}") from None
+        RunLock._held[key] = 1
+        return self
+
+    def _lock(self) -> int:
+        import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -59,11 +67,13 @@ class RunLock:
             os.close(fd)
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,
                              "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record.encode(), 0)
-        self._fd = fd
-        RunLock._held[key] = 1
-        return self
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode(), 0)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
 
     def _holder(self) -> str:
         try:

@@ -140,17 +140,19 @@ def test_killed_sweep_resumes_to_the_uninterrupted_results(tmp_path: Path, micro
     _warm_up()
     duration = _finish(args(tmp_path / "reference"), tmp_path / "reference.log")
     reference = [outcome(tmp_path / "reference" / Path(*r)) for r in runs]
-    root, log = tmp_path / "killed", tmp_path / "killed.log"
     rng = random.Random(180)
-    killed = attempts = 0
-    while killed < SWEEP_KILLS:  # the same sweep killed again and again, then finished
+    killed = identical = attempts = 0
+    while killed < SWEEP_KILLS:  # a fresh sweep each time, killed once, then rerun to the end
         attempts += 1
-        assert attempts <= 3 * SWEEP_KILLS
-        # early moments: each killed sweep gets a little further, and the last one still has work left
-        if _kill_at(args(root), log, rng.uniform(0.1, 0.5) * duration):
-            killed += 1
-            assert_every_file_parses(root)
-    _finish(args(root), log)
-    assert_every_file_parses(root)
-    print(f"\nsweep kill test: {killed} kills in {attempts} draws (uninterrupted sweep {duration:.1f} s)")
-    assert [outcome(root / Path(*r)) for r in runs] == reference
+        assert attempts <= 3 * SWEEP_KILLS, f"only {killed} of {attempts} kills hit a running sweep"
+        root, log = tmp_path / f"kill{attempts}", tmp_path / f"kill{attempts}.log"
+        if not _kill_at(args(root), log, rng.uniform(0.0, duration)):
+            continue
+        killed += 1
+        assert_every_file_parses(root)
+        _finish(args(root), log)  # the same command again: finished runs skipped, the killed one resumed
+        assert_every_file_parses(root)
+        identical += [outcome(root / Path(*r)) for r in runs] == reference
+    print(f"\nsweep kill test: {killed} kills in {attempts} draws (uninterrupted sweep {duration:.1f} s), "
+          f"{identical} resumed sweeps identical to it")
+    assert identical == killed
