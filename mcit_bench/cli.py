@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from .errors import UserError
+from .errors import RunError, UserError
 
 
 def _add_run(sub: Any) -> None:
@@ -198,7 +198,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if plan.hparams.get("eval_max_new_tokens"):
             source = "--set eval_max_new_tokens" if "eval_max_new_tokens" in cfg.overrides else f"preset {cfg.preset}"
             print(f"  {_cap_line(plan.hparams['eval_max_new_tokens'], source)}", flush=True)
-    summary = execute(plan, progress=not args.quiet)
+    from .run_lock import lock_unless_secondary
+
+    with lock_unless_secondary(plan.run_dir, "run"):  # one writer per run folder
+        summary = execute(plan, progress=not args.quiet)
     print(_format_summary(summary))
     return 0
 
@@ -246,10 +249,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130  # run_sweep already said how to resume
     print(f"sweep: {len(result.done)} run, {len(result.skipped)} already complete (skipped), "
-          f"{len(result.failed)} failed; wall time {time.time() - started:.1f} s")
+          f"{len(result.failed)} failed" + (f", {len(result.busy)} busy (another job writes them; rerun later)"
+                                            if result.busy else "") + f"; wall time {time.time() - started:.1f} s")
     for item, message in result.failed:
         print(f"  failed: {item.method} order {item.order} seed {item.seed}: {message}")
-    return 1 if result.failed else 0
+    return 1 if result.failed or result.busy else 0
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -405,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "convert": cmd_convert, "metrics": cmd_metrics, "list": cmd_list, "tune": cmd_tune,
                     "backbone": cmd_backbone}
         return commands[args.command](args)
-    except UserError as exc:
+    except (UserError, RunError) as exc:  # bad input (2) or a run that cannot go on (1): one line, no traceback
         print(f"mcit-bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
 

@@ -8,3 +8,19 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+class RunError(Exception):
+    """A run that cannot go on (diverged, disk full, folder locked by another job): one line, exit code 1.
+
+    The message says what happened, where, and how to continue; what was already written stays valid.
+    """
+
+    exit_code = 1
+
+
+class WriteError(RunError, OSError):
+    """An ``OSError`` while writing a result file (disk full, folder unwritable), naming the file."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)

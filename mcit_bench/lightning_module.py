@@ -16,17 +16,24 @@ from .strategy import Strategy
 
 
 class ContinualModule(L.LightningModule):
-    def __init__(self, strategy: Strategy, hparams: dict[str, Any], total_steps: int) -> None:
+    def __init__(self, strategy: Strategy, hparams: dict[str, Any], total_steps: int, stage: int = 0,
+                 task: str = "") -> None:
         super().__init__()
         self.strategy = strategy
         self.run_hparams = hparams
         self.total_steps = total_steps
+        self.stage, self.task = stage, task  # named in the divergence error
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self.strategy.train_step(batch)
         if not losses:
             raise RuntimeError(f"{self.strategy.name}.train_step returned no loss")
         total = torch.stack([value for value in losses.values()]).sum()
+        if not torch.isfinite(total.detach()).item():  # stop at once: a diverged model must not become a result
+            from .divergence import check_losses
+
+            check_losses({name: float(value.detach()) for name, value in losses.items()} | {"total": float(total.detach())},
+                         self.stage, self.task, self.global_step + 1, self.total_steps, self.run_hparams)
         batch_size = len(batch["input_ids"])
         for name, value in losses.items():
             self.log(f"train/{name}", value.detach(), batch_size=batch_size)

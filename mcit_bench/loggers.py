@@ -32,9 +32,7 @@ def make_logger(name: str, run_dir: Path, stage: int) -> Any:
     if name == "none":
         return False
     if name == "csv":
-        from lightning.pytorch.loggers import CSVLogger
-
-        return CSVLogger(save_dir=str(run_dir), name="logs", version=f"stage{stage}")
+        return _atomic_csv_logger()(save_dir=str(run_dir), name="logs", version=f"stage{stage}")
     if name == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -42,3 +40,44 @@ def make_logger(name: str, run_dir: Path, stage: int) -> Any:
     from lightning.pytorch.loggers import WandbLogger
 
     return WandbLogger(save_dir=str(run_dir), name=f"{run_dir.name}-stage{stage}")
+
+
+def _atomic_csv_logger() -> type:
+    """Lightning's CSVLogger, but ``metrics.csv`` is rewritten atomically at each flush instead of appended
+    to: a job killed mid-write leaves the previous complete file, never a torn last row."""
+    import csv
+    import io
+
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+    from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+    from .atomic import atomic_write_text
+
+    class AtomicWriter(ExperimentWriter):
+        def __init__(self, log_dir: str) -> None:
+            super().__init__(log_dir=log_dir)
+            self.rows: list[dict[str, Any]] = []
+
+        def save(self) -> None:
+            if not self.metrics:
+                return
+            self._record_new_keys()
+            self.rows.extend(self.metrics)
+            self.metrics = []
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=self.metrics_keys, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(self.rows)
+            atomic_write_text(self.metrics_file_path, buffer.getvalue())
+
+    class AtomicCSVLogger(CSVLogger):
+        @property
+        @rank_zero_experiment
+        def experiment(self) -> AtomicWriter:
+            if self._experiment is None:
+                self._fs.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = AtomicWriter(log_dir=self.log_dir)
+            return self._experiment
+
+    return AtomicCSVLogger

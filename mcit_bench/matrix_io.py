@@ -7,6 +7,9 @@ Layout (tasks named, in training order; one row per stage 0..T; empty cell = not
     ...
     T,<a[T][1]>,...,<a[T][T]>
 
+Reading also accepts a matrix as papers print it: the ``stage`` column says which rows are there, so a
+T x T lower triangle with stages 1..T (no zero-shot row) or any other subset of stages is read with the
+absent rows as missing cells (``fwd`` is then n/a). Missing cells may be empty, ``nan`` or a dash.
 Reading validates everything and raises UserError with a one-line message naming the file and
 the offending row/column, so a bad file is reported before any metric is computed.
 """
@@ -26,7 +29,8 @@ from .metrics import validate_matrix
 
 __all__ = ["write_matrix_csv", "read_matrix_csv"]
 
-_MISSING = {"", "nan"}  # empty is the format; "nan" tolerated (numpy.savetxt writes it)
+# empty is the format; "nan" (numpy.savetxt) and the dashes and "n/a" of printed tables are tolerated
+_MISSING = {"", "nan", "-", "\u2013", "\u2014", "n/a", "na"}
 
 
 def _check_task_names(names: Sequence[str], where: str, err: type[Exception]) -> None:
@@ -66,7 +70,7 @@ def write_matrix_csv(path: str | os.PathLike, R: np.ndarray, task_names: Sequenc
 
 
 def read_matrix_csv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """Read a matrix CSV; return (R of shape (T+1, T) with NaN for empty cells, task names)."""
+    """Read a matrix CSV; return (R of shape (T+1, T) with NaN for empty cells and absent stages, task names)."""
     where = str(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's BOM
@@ -89,18 +93,21 @@ def read_matrix_csv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     T = len(names)
 
     body = rows[1:]
-    if len(body) != T + 1:
-        raise UserError(f"{where}: {len(body)} stage rows, expected T+1 = {T + 1} "
-                        f"(stages 0..{T} for {T} tasks)")
+    if not body:
+        raise UserError(f"{where}: no stage rows after the header (expected stages among 0..{T})")
     R = np.full((T + 1, T), np.nan)
-    for t, row in enumerate(body):
-        line = t + 2
+    previous = -1
+    for index, row in enumerate(body):
+        line = index + 2
         if len(row) != T + 1:
             raise UserError(f"{where}: line {line} has {len(row)} fields, expected {T + 1} "
                             f"(stage + {T} tasks)")
-        if row[0].strip() != str(t):
-            raise UserError(f"{where}: line {line}, column 'stage' is {row[0].strip()!r}, "
-                            f"expected {t} (stages must be exactly 0..{T} in order)")
+        label = row[0].strip()
+        if not label.isdigit() or not previous < int(label) <= T:
+            expected = f"an integer in {previous + 1}..{T}" if previous < T else f"no row after stage {T}"
+            raise UserError(f"{where}: line {line}, column 'stage' is {label!r}, expected {expected} "
+                            f"(stages 0..{T} for {T} tasks, in increasing order, each at most once)")
+        t = previous = int(label)
         for col, (name, cell) in enumerate(zip(names, row[1:]), start=2):
             text = cell.strip()
             if text.lower() in _MISSING:

@@ -5,8 +5,9 @@ Stage 0 evaluates the untouched backbone on every task (zero-shot row), through
 of the order with one ``Trainer.fit`` and then evaluates EVERY task, future ones included
 (``eval_mode="lower"`` skips the upper triangle; those cells stay empty, never 0).
 
-Nothing is lost: after every evaluated cell the run state is written atomically; a strategy
-checkpoint is written at every task boundary; ``resume=True`` restarts from the last completed task,
+Nothing is lost: after every evaluated cell the run state is written atomically (with a checksum); a
+strategy checkpoint (``checkpoints.py``: safetensors + JSON) is written at every task boundary; a
+non-finite loss stops the run (``divergence.py``); ``resume=True`` restarts from the last completed task,
 skips the cells already evaluated and yields the same matrix as an uninterrupted run (training of
 stage t is seeded by (seed, t) alone, so it does not depend on what ran before in the process).
 """
@@ -44,6 +45,7 @@ class Plan:
     run_dir: Path
     preset_values: dict[str, Any] | None = None  # what the preset set (the tuned values for --preset tuned)
     tuned: dict[str, Any] | None = None  # --preset tuned: {"file", "values", "provenance"}
+    resume: Any = None  # resume.ResumeInfo of an existing run folder (None: a new run)
 
 
 def default_run_dir(root: Path, benchmark: str, method: str, order: str, seed: int) -> Path:
@@ -89,18 +91,20 @@ def plan_run(cfg: RunConfig) -> Plan:
         if not cfg.resume:
             raise UserError(f"{run_dir}: a run already exists there; pass --resume to continue it or --output "
                             f"to write elsewhere")
-        previous = yaml.safe_load((run_dir / "config.yaml").read_text())
-        for key in ("method", "benchmark", "backbone", "seed", "preset", "eval_mode", "data_stream"):
-            now = method_cls.name if key == "method" else getattr(cfg, key)  # config.yaml holds the canonical name
-            before = previous.get(key, "report" if key == "data_stream" else None)  # runs older than streams
-            if str(before) != str(now):
-                raise UserError(f"{run_dir}/config.yaml: --resume with {key}={getattr(cfg, key)!r} but the run "
-                                f"was started with {key}={before!r}")
-        if previous.get("hparams") != hparams or previous.get("tasks") != order:
-            raise UserError(f"{run_dir}/config.yaml: --resume with different hyper-parameters or task order "
-                            f"than the run was started with")
+        previous = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        before = previous.get("data_stream", "report")  # runs older than streams were on the report stream
+        if str(before) != str(cfg.data_stream):
+            raise UserError(f"{run_dir}/config.yaml: --resume with data_stream={cfg.data_stream!r} but the run was "
+                            f"started with data_stream={before!r}")
+        from .resume import SAME_RUN, check_resume
+
+        now = {key: method_cls.name if key == "method" else getattr(cfg, key) for key in SAME_RUN}
+        resume = check_resume(run_dir, now, hparams, order)
+    else:
+        resume = None
     return Plan(cfg, method_cls, hparams, benchmark, order, cfg.backbone, run_dir,
-                preset_values=dict(PRESETS[cfg.preset] if preset_values is None else preset_values), tuned=tuned)
+                preset_values=dict(PRESETS[cfg.preset] if preset_values is None else preset_values), tuned=tuned,
+                resume=resume)
 
 
 def _tuned_preset(cfg: RunConfig, method_cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -115,11 +119,14 @@ def _tuned_preset(cfg: RunConfig, method_cls: type, defaults: dict[str, Any]) ->
 
 
 class RunState:
-    """``state.json``: evaluated cells, trained stages and timings (rewritten atomically)."""
+    """``state.json``: evaluated cells, trained stages and timings (rewritten atomically, checksummed)."""
 
     def __init__(self, path: Path) -> None:
+        from .integrity import read_sealed_json
+
         self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else \
+        # plan_run has vetted an existing file (a complete run from before checksums is the only one without)
+        self.data: dict[str, Any] = read_sealed_json(path, "run state", legacy_ok=True) if path.exists() else \
             {"cells": {}, "trained": [], "seconds": {"train": {}, "eval": {}}, "complete": False}
 
     def cell(self, stage: int, task: str) -> dict[str, Any] | None:
@@ -131,7 +138,9 @@ class RunState:
         self.save()
 
     def save(self) -> None:
-        atomic_write_json(self.path, self.data)
+        from .integrity import write_sealed_json
+
+        write_sealed_json(self.path, self.data)
 
 
 def stages_to_evaluate(stage: int, n_tasks: int, eval_mode: str, joint: bool) -> list[int]:
@@ -172,6 +181,11 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
                 "method": plan.method_cls.name}
     if not (run_dir / STATE_FILE).exists():  # a fresh run (or one that failed before its first cell): its config
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    elif plan.resume is not None and plan.resume.new_change:  # --resume --set lr=...: from the next stage on
+        from .resume import record_change
+
+        plan.resume.changes = record_change(run_dir, plan.resume.new_change)
+        plan.resume.new_change = None
     state = RunState(run_dir / STATE_FILE)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     seed_everything(cfg.seed)
@@ -191,7 +205,9 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
     trained = sorted(state.data["trained"])
     last_trained = trained[-1] if trained else 0
     if last_trained:
-        strategy.restore(torch.load(run_dir / "checkpoints" / f"stage{last_trained}.pt", weights_only=False))
+        from .checkpoints import load_checkpoint
+
+        strategy.restore(load_checkpoint(run_dir, last_trained))  # safetensors + JSON: loading runs no code
     display = RunProgress.for_run(plan, state, strategy, last_trained, enabled=progress)
 
     n = len(tasks)
@@ -202,7 +218,9 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
                 _train_stage(plan, strategy, tasks, stage, collate_train, state, display)
             else:
                 strategy.before_task(stage - 1, tasks[stage - 1], None)
-            _save_checkpoint(run_dir, stage, strategy)
+            from .checkpoints import save_checkpoint
+
+            save_checkpoint(run_dir, stage, strategy)
             state.data["trained"] = sorted(set(state.data["trained"]) | {stage})
             state.save()
         for col in stages_to_evaluate(stage, n, cfg.eval_mode, strategy.joint):
@@ -261,7 +279,7 @@ def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: An
     strategy.train()
     loader = DataLoader(_undecoded(data), batch_size=int(hp["batch_size"]), shuffle=True, drop_last=len(data) >= int(hp["batch_size"]),
                         collate_fn=collate, generator=torch.Generator().manual_seed(seed), num_workers=0)
-    module = ContinualModule(strategy, hp, total_steps=steps)
+    module = ContinualModule(strategy, hp, total_steps=steps, stage=stage, task=tasks[stage - 1].name)
     trainer = L.Trainer(
         max_steps=steps, max_epochs=-1, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
         precision=cfg.precision, logger=make_logger(cfg.logger, plan.run_dir, stage), enable_checkpointing=False,
@@ -283,16 +301,6 @@ def _undecoded(data: Any) -> Any:
 
     feature = data.features.get("image") if hasattr(data, "features") else None
     return data.cast_column("image", datasets.Image(decode=False)) if isinstance(feature, datasets.Image) else data
-
-
-def _save_checkpoint(run_dir: Path, stage: int, strategy: Any) -> None:
-    import io
-
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(strategy.checkpoint(), buffer)
-    atomic_write_bytes(run_dir / "checkpoints" / f"stage{stage}.pt", buffer.getvalue())
 
 
 def matrix_from_state(state: RunState, order: list[str]) -> np.ndarray:
@@ -341,6 +349,8 @@ def write_results(plan: Plan, state: RunState, strategy: Any, started: float, co
         "data_stream": plan.config.data_stream,
         "tasks": order,
         "complete": complete,
+        # --resume --set: from which stage on which optimisation settings held (none: hparams throughout)
+        "hparam_changes": plan.resume.changes if plan.resume is not None else [],
         "scorers": {t.name: {"scorer": t.scorer, "variant": t.scorer_variant, "chance": t.chance} for t in tasks},
         "decoding": {"cap": plan.hparams["eval_max_new_tokens"],  # the quick preset's 32, or --set
                      "max_new_tokens": {t.name: decoding_budget(t, plan.hparams["eval_max_new_tokens"]) for t in tasks}},

@@ -8,6 +8,8 @@ Design (in-process: ``plan_run`` + ``execute`` for each combination, no subproce
 - a run is *complete* when its ``state.json`` (or ``summary.json``) says ``complete: true``: it is
   skipped and never rerun; a run folder without that flag is resumed (``resume=True``: finished
   stages and evaluated cells are kept); a missing folder is a new run;
+- each run holds its folder's lock (``run_lock.py``): a folder another live job writes is skipped
+  ("busy", exit code 1), so sweeps sharing a root split the work instead of writing the same folder;
 - an ``Exception`` in one run is reported (traceback in ``<run folder>/error.log``) and the sweep
   goes on with the next; ``KeyboardInterrupt`` / ``SystemExit`` (Ctrl-C, preemption, the runner's
   ``MCIT_BENCH_STOP_AFTER_STAGE``) stop the sweep, and rerunning the same command resumes it.
@@ -58,6 +60,7 @@ class SweepResult:
     done: list[SweepItem] = field(default_factory=list)
     skipped: list[SweepItem] = field(default_factory=list)
     failed: list[tuple[SweepItem, str]] = field(default_factory=list)
+    busy: list[SweepItem] = field(default_factory=list)  # locked by another live job (a `run` or another sweep)
 
 
 # ---------------------------------------------------------------- selection and validation
@@ -190,6 +193,7 @@ def _label(item: SweepItem) -> str:
 def run_sweep(items: list[SweepItem], progress: bool = False,
               echo: Callable[[str], None] = print) -> SweepResult:
     """Run the planned items in turn; skips complete ones, resumes partial ones, survives failures."""
+    from .run_lock import FolderLocked, lock_unless_secondary
     from .runner import execute
 
     result = SweepResult()
@@ -206,7 +210,11 @@ def run_sweep(items: list[SweepItem], progress: bool = False,
             echo(f"{head}: {detail} -> {item.run_dir}")
             run_started = time.time()
             try:
-                summary = execute(item.plan, progress=progress)
+                with lock_unless_secondary(item.run_dir, "sweep"):  # another job may be writing this folder
+                    summary = execute(item.plan, progress=progress)
+            except FolderLocked as exc:  # not a failure of the run: sweeps sharing a root split the work
+                echo(f"{head}: skipped: {exc}")
+                result.busy.append(item)
             except Exception as exc:  # noqa: BLE001 - one failing run must not end the sweep
                 log = item.run_dir / ERROR_LOG
                 _write_error(log, traceback.format_exc())

@@ -46,7 +46,9 @@ def build_strategy(backbone: str, run: str | None, tasks: int, overrides: dict[s
     strategy = cls(load_backbone(backbone, progress=False), hp)
     strategy.setup(specs, RunContext(bench, specs, 0))
     if run:
-        strategy.restore(torch.load(Path(run) / "checkpoints" / f"stage{tasks}.pt", weights_only=False))
+        from mcit_bench.checkpoints import load_checkpoint
+
+        strategy.restore(load_checkpoint(Path(run), tasks))
     else:
         torch.manual_seed(0)
         for t in range(tasks):

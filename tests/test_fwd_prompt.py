@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mcit_bench import subspace
+from mcit_bench.checkpoints import load_checkpoint
 from mcit_bench.cli import main
 from mcit_bench.config import resolve_hparams
 from mcit_bench.errors import UserError
@@ -314,10 +315,12 @@ def test_quick_run_reports_analysis_and_resumes_identically(tmp_path: Path, micr
     monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
     assert main(quick_args(cut, "fwd_prompt", "1", *fast, "--resume")) == 0
     assert (cut / "run" / "accuracy.csv").read_text() == (run / "accuracy.csv").read_text()
-    a = torch.load(run / "checkpoints" / "stage6.pt", weights_only=False)
-    b = torch.load(cut / "run" / "checkpoints" / "stage6.pt", weights_only=False)
+    a, b = load_checkpoint(run, 6), load_checkpoint(cut / "run", 6)
     assert set(a["tensors"]) == set(b["tensors"]) and all(a["tensors"][k].equal(b["tensors"][k]) for k in a["tensors"])
     assert a["extra"]["task_records"] == b["extra"]["task_records"]
+    # extra_state's tensors (U_core of each task) travel in the safetensors file and come back as tensors
+    assert len(a["extra"]["core_bases"]) == 6 and all(x.equal(y) for x, y in zip(a["extra"]["core_bases"],
+                                                                                b["extra"]["core_bases"]))
     R, _ = read_matrix_csv(run / "accuracy.csv")
     assert not np.isnan(R[np.tril_indices(7, -1)]).any()
 

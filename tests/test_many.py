@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from mcit_bench.checkpoints import load_checkpoint
 from mcit_bench.cli import main
 from mcit_bench.methods.many import (batch_merge, mix_projections, rls_inverse_update_gram, rls_inverse_update_x,
                                      rls_weight_update, route_weights)
@@ -223,8 +224,8 @@ def test_quick_run_and_resume(tmp_path: Path, micro_backbone: Path, monkeypatch:
     monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
     assert main(quick_args(cut, "many", "1", "--eval", "lower", "--resume")) == 0
     assert (cut / "run" / "accuracy.csv").read_text() == (full / "run" / "accuracy.csv").read_text()
-    a = torch.load(full / "run" / "checkpoints" / "stage6.pt", weights_only=False)["tensors"]
-    b = torch.load(cut / "run" / "checkpoints" / "stage6.pt", weights_only=False)["tensors"]
+    a = load_checkpoint(full / "run", 6)["tensors"]
+    b = load_checkpoint(cut / "run", 6)["tensors"]
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 

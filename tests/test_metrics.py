@@ -441,12 +441,13 @@ def test_csv_empty_task_name(tmp_path):
 
 
 @pytest.mark.parametrize("stages, bad, expected", [
-    ("1,0,2", "'1'", "expected 0"),      # out of order
-    ("0,1,3", "'3'", "expected 2"),      # gap
-    ("0,x,2", "'x'", "expected 1"),      # not an integer
-    ("0,1.0,2", "'1.0'", "expected 1"),  # not exactly the integer
+    ("1,0,2", "'0'", "expected an integer in 2..2"),  # out of order
+    ("0,1,1", "'1'", "expected an integer in 2..2"),  # twice
+    ("0,1,3", "'3'", "expected an integer in 2..2"),  # beyond T
+    ("0,x,2", "'x'", "expected an integer in 1..2"),  # not an integer
+    ("0,1.0,2", "'1.0'", "expected an integer in 1..2"),  # not exactly the integer
 ])
-def test_csv_stage_column_not_0_to_T(tmp_path, stages, bad, expected):
+def test_csv_stage_column_malformed(tmp_path, stages, bad, expected):
     rows = "".join(f"{s},10,20\n" for s in stages.split(","))
     msg = _read_error(tmp_path, "stage,a,b\n" + rows)
     assert "column 'stage'" in msg and bad in msg and expected in msg
@@ -457,10 +458,49 @@ def test_csv_non_numeric_cell(tmp_path):
     assert "stage 1" in msg and "task 'b'" in msg and "'abc'" in msg and "not a number" in msg
 
 
-@pytest.mark.parametrize("body", ["0,1,2\n1,3,4\n", "0,1,2\n1,3,4\n2,5,6\n3,7,8\n"])
-def test_csv_wrong_number_of_rows(tmp_path, body):
+@pytest.mark.parametrize("body, bad", [("0,1,2\n1,3,4\n2,5,6\n3,7,8\n", "'3'"), ("", None)])
+def test_csv_too_many_or_no_rows(tmp_path, body, bad):
     msg = _read_error(tmp_path, "stage,a,b\n" + body)
-    assert "expected T+1 = 3" in msg
+    assert (bad in msg and "no row after stage 2" in msg) if bad else "no stage rows" in msg
+
+
+# Fwd-Prompt / MCITlib style: T x T lower triangle, stages 1..T, no zero-shot row, dashes above the diagonal
+PAPER = """stage,ScienceQA,TextVQA,ImageNet,GQA
+1,80.0,-,-,-
+2,70.0,60.0,-,-
+3,65.0,55.0,90.0,-
+4,60.0,50.0,85.0,40.0
+"""
+
+
+def test_csv_published_lower_triangle(tmp_path, capsys):
+    from mcit_bench.cli import main
+
+    path = tmp_path / "paper.csv"
+    path.write_text(PAPER)
+    R, names = read_matrix_csv(path)
+    assert names == ["ScienceQA", "TextVQA", "ImageNet", "GQA"] and R.shape == (5, 4)
+    assert np.isnan(R[0]).all() and R[4, 2] == 85.0 and np.isnan(R[1, 1])
+    s = M.summarize(R)
+    # by hand: last = (60+50+85+40)/4; avg = mean(80, 65, 70, 58.75); fgt = mean(80-60, 60-50, 90-85)
+    assert s["last"] == pytest.approx(58.75) and s["avg"] == pytest.approx((80 + 65 + 70 + 58.75) / 4)
+    assert s["fgt"] == pytest.approx((20 + 10 + 5) / 3) and s["bwt"] == pytest.approx(-35 / 3)
+    assert s["mft"] == pytest.approx((80 + 60 + 90 + 40) / 4) and s["fwd"] is None  # no zero-shot row
+    assert main(["metrics", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "last=58.75" in out and "fwd=n/a" in out
+
+
+def test_csv_any_subset_of_stages(tmp_path):
+    # zero-shot and final rows only (a joint upper bound), then a gap (stage 2 absent): absent rows are missing
+    path = tmp_path / "m.csv"
+    path.write_text("stage,a,b,c\n0,10,20,30\n3,40,50,60\n")
+    R, _ = read_matrix_csv(path)
+    s = M.summarize(R)
+    assert s["last"] == pytest.approx(50.0) and s["avg"] is None and s["fwd"] is None and s["fgt"] is None
+    path.write_text("stage,a,b,c\n0,10,20,30\n1,50,25,31\n3,40,50,60\n")
+    R, _ = read_matrix_csv(path)
+    assert np.isnan(R[2]).all() and M.summarize(R)["bwt"] is None and M.summarize(R)["last"] == pytest.approx(50.0)
 
 
 def test_csv_wrong_number_of_fields(tmp_path):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import io
 import json
 from pathlib import Path
 
@@ -179,7 +178,9 @@ def test_inference_prompt_length_is_bounded(micro_backbone: Path, bench, transfe
         assert (topk.attention_mask.sum(1) - batch["attention_mask"].sum(1) == min(n, transfer_num) * L).all()
 
 
-def test_checkpoint_rebuilds_grown_prompts(micro_backbone: Path, bench) -> None:
+def test_checkpoint_rebuilds_grown_prompts(tmp_path: Path, micro_backbone: Path, bench) -> None:
+    from mcit_bench.checkpoints import load_checkpoint, save_checkpoint
+
     torch.manual_seed(0)
     a = make_strategy(micro_backbone, bench)
     grow(a, 3)
@@ -187,10 +188,9 @@ def test_checkpoint_rebuilds_grown_prompts(micro_backbone: Path, bench) -> None:
         for p in a.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p))  # stand-in for training of task 3
-    buffer = io.BytesIO()
-    torch.save(a.checkpoint(), buffer)
+    save_checkpoint(tmp_path, 3, a)  # the runner's own format: safetensors + JSON
     b = make_strategy(micro_backbone, bench)
-    b.restore(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
+    b.restore(load_checkpoint(tmp_path, 3))
     assert len(b.prompts) == 3 and b.current_task == 2
     assert all(pa.equal(pb) for pa, pb in zip(a.prompts, b.prompts))
     assert all(pa.equal(pb) for pa, pb in zip(a.transforms.parameters(), b.transforms.parameters()))

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mcit_bench.checkpoints import load_checkpoint
 from mcit_bench.cli import main
 from mcit_bench.matrix_io import read_matrix_csv
 
@@ -29,7 +30,8 @@ def test_quick_run_writes_everything(tmp_path: Path, micro_backbone: Path) -> No
     assert (run / "fgt.csv").is_file() and (run / "fwd.csv").is_file() and (run / "config.yaml").is_file()
     preds = (run / "predictions" / "stage6" / "styles.jsonl").read_text().splitlines()
     assert len(preds) == 8 and set(json.loads(preds[0])) == {"uid", "text"}
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"stage{t}.pt" for t in range(1, 7)]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == \
+        sorted(f"stage{t}.{ext}" for t in range(1, 7) for ext in ("json", "safetensors"))
 
 
 def test_same_seed_same_matrix(tmp_path: Path, micro_backbone: Path) -> None:
@@ -37,8 +39,7 @@ def test_same_seed_same_matrix(tmp_path: Path, micro_backbone: Path) -> None:
     assert main(quick_args(a, "lora-ft", "2")) == 0
     assert main(quick_args(b, "lora-ft", "2")) == 0
     assert (a / "run" / "accuracy.csv").read_text() == (b / "run" / "accuracy.csv").read_text()
-    ck_a = __import__("torch").load(a / "run" / "checkpoints" / "stage6.pt", weights_only=False)["tensors"]
-    ck_b = __import__("torch").load(b / "run" / "checkpoints" / "stage6.pt", weights_only=False)["tensors"]
+    ck_a, ck_b = load_checkpoint(a / "run", 6)["tensors"], load_checkpoint(b / "run", 6)["tensors"]
     assert all(ck_a[k].equal(ck_b[k]) for k in ck_a)
 
 
@@ -54,7 +55,7 @@ def test_resume_after_interruption_gives_identical_matrix(tmp_path: Path, micro_
     assert state["trained"] == [1, 2] and not state["complete"]
     R_partial, _ = read_matrix_csv(run / "accuracy.csv")
     assert np.isnan(R_partial[3:]).all() and not np.isnan(R_partial[:3]).any()
-    kept = {p: p.stat().st_mtime_ns for p in [run / "checkpoints" / "stage2.pt", run / "predictions" / "stage2" / "chart.jsonl"]}
+    kept = {p: p.stat().st_mtime_ns for p in [run / "checkpoints" / "stage2.safetensors", run / "predictions" / "stage2" / "chart.jsonl"]}
     monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
     assert main(quick_args(cut, "lora-ft", "1", "--resume")) == 0
     assert (run / "accuracy.csv").read_text() == (full / "run" / "accuracy.csv").read_text()

@@ -60,7 +60,7 @@ def test_interrupted_sweep_resumes_and_never_reruns_finished_work(tmp_path: Path
         main(sweep_args(root, order))
     state = json.loads((lora / "state.json").read_text())
     assert state["trained"] == [1, 2] and state["complete"] is False and not zero.exists()
-    kept = {p: p.stat().st_mtime_ns for p in [lora / "checkpoints" / "stage2.pt", lora / "predictions" / "stage2" /
+    kept = {p: p.stat().st_mtime_ns for p in [lora / "checkpoints" / "stage2.safetensors", lora / "predictions" / "stage2" /
                                                "chart.jsonl", lora / "config.yaml"]}
     monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
     capsys.readouterr()
