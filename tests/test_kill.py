@@ -59,14 +59,22 @@ def _finish(argv: list[str], log: Path) -> float:
     return time.monotonic() - started
 
 
-def _kill_at(argv: list[str], log: Path, moment: float) -> bool:
-    """Start, SIGKILL after ``moment`` seconds; True if the child was still running when killed."""
+def _kill_at(argv: list[str], log: Path, moment: float) -> tuple[bool, float]:
+    """Start, SIGKILL after ``moment`` seconds; (was the child still running when killed, seconds it ran).
+
+    A child that finished before ``moment`` tells how long a whole run takes now: the callers draw later
+    moments within that, so a machine that speeds up (or slows down) between runs does not make draws miss.
+    """
+    import time
+
+    start = time.perf_counter()
     child = _start(argv, log)
     child.join(moment)
     alive = child.exitcode is None
+    elapsed = time.perf_counter() - start
     child.kill()
     child.join()
-    return alive
+    return alive, elapsed
 
 
 def assert_every_file_parses(folder: Path) -> None:
@@ -118,7 +126,9 @@ def test_kill_anywhere_then_resume_gives_the_uninterrupted_results(tmp_path: Pat
         attempts += 1
         assert attempts <= 3 * KILLS, f"only {killed} of {attempts} kills hit a running child"
         run, log = tmp_path / f"kill{attempts}", tmp_path / f"kill{attempts}.log"
-        if not _kill_at(args(run), log, rng.uniform(0.0, duration)):
+        hit, elapsed = _kill_at(args(run), log, rng.uniform(0.0, duration))
+        if not hit:
+            duration = min(duration, elapsed)
             continue
         killed += 1
         assert_every_file_parses(run)
@@ -146,7 +156,9 @@ def test_killed_sweep_resumes_to_the_uninterrupted_results(tmp_path: Path, micro
         attempts += 1
         assert attempts <= 3 * SWEEP_KILLS, f"only {killed} of {attempts} kills hit a running sweep"
         root, log = tmp_path / f"kill{attempts}", tmp_path / f"kill{attempts}.log"
-        if not _kill_at(args(root), log, rng.uniform(0.0, duration)):
+        hit, elapsed = _kill_at(args(root), log, rng.uniform(0.0, duration))
+        if not hit:
+            duration = min(duration, elapsed)
             continue
         killed += 1
         assert_every_file_parses(root)
