@@ -207,7 +207,9 @@ def test_lr_ratio_and_clip_path_knobs(micro_backbone: Path, bench) -> None:
     grow(strategy, 2)
     (group,) = strategy.param_groups(2e-4, 0.0)
     assert group["lr"] == pytest.approx(2e-5)  # the original: projector lr 2e-5 at nominal 2e-4
-    expected = {id(p) for p in [strategy.prompts[1], *strategy.transforms[1].parameters()]}
+    # the current task's prompt and transform, and the projector (trained by default, as the original)
+    expected = {id(p) for p in [strategy.prompts[1], *strategy.transforms[1].parameters(),
+                                *strategy.backbone.projector.parameters()]}
     assert {id(p) for p in group["params"]} == expected
     assert strategy.backbone.clip is not None and not any(p.requires_grad for p in strategy.backbone.clip.parameters())
 
