@@ -57,7 +57,7 @@ def test_study_runs_is_interrupted_and_resumes_with_its_stored_trials(tmp_path: 
     cut = study.trials[1]
     cut_dir = Path(cut.user_attrs["run_dir"])
     assert cut_dir == calls[1] and json.loads((cut_dir / "state.json").read_text())["trained"] == [1]
-    first_checkpoint = (cut_dir / "checkpoints" / "stage1.pt").stat().st_mtime_ns
+    first_checkpoint = (cut_dir / "checkpoints" / "stage1.safetensors").stat().st_mtime_ns
 
     monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
     monkeypatch.setattr(runner, "execute", real_execute)
@@ -68,7 +68,7 @@ def test_study_runs_is_interrupted_and_resumes_with_its_stored_trials(tmp_path: 
     retried = study.trials[2]
     assert retried.params == cut.params and retried.user_attrs["continues_trial"] == 1
     assert Path(retried.user_attrs["run_dir"]) == cut_dir
-    assert (cut_dir / "checkpoints" / "stage1.pt").stat().st_mtime_ns == first_checkpoint  # not retrained
+    assert (cut_dir / "checkpoints" / "stage1.safetensors").stat().st_mtime_ns == first_checkpoint  # not retrained
     summary = json.loads((cut_dir / "summary.json").read_text())
     assert summary["complete"] and summary["data_stream"] == "tuning" and retried.value == summary["avg"]
     config = yaml.safe_load((cut_dir / "config.yaml").read_text())
