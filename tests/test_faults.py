@@ -1,7 +1,6 @@
 """Faults a cluster job meets: corrupt or foreign files on resume, divergence, a second writer, a full disk."""
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import os
@@ -15,7 +14,7 @@ import pytest
 from mcit_bench.cli import main
 from mcit_bench.integrity import read_sealed_json, write_sealed_json
 
-from conftest import MICRO
+from conftest import MICRO, assert_every_file_parses
 
 TINY = ["--preset", "quick", "--backbone", MICRO, "--logger", "none", "--quiet", "--set", "test_size=2",
         "--set", "train_size=8", "--set", "steps_per_task=3"]
@@ -37,19 +36,6 @@ def cli(capsys, args: list[str]) -> tuple[int, str]:
     """Exit code and the CLI's error line(s) (stderr also carries library progress bars)."""
     code = main(args)
     return code, "\n".join(line for line in capsys.readouterr().err.splitlines() if line.startswith("mcit-bench:"))
-
-
-def assert_every_file_parses(folder: Path) -> None:
-    """No torn file: every JSON, JSONL and CSV parses, and no temporary file is left behind."""
-    for path in folder.rglob("*"):
-        if path.suffix == ".json":
-            json.loads(path.read_text())
-        elif path.suffix == ".jsonl":
-            [json.loads(line) for line in path.read_text().splitlines()]
-        elif path.suffix == ".csv":
-            rows = list(csv.reader(path.read_text().splitlines()))
-            assert rows and all(len(r) == len(rows[0]) for r in rows), path
-        assert not path.name.endswith(".tmp"), path
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ writes. A kill that comes after the child has already finished is not counted; t
 """
 from __future__ import annotations
 
-import csv
-import json
 import multiprocessing
 import os
 import random
@@ -16,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import MICRO
+from conftest import MICRO, assert_every_file_parses
 
 CTX = multiprocessing.get_context("forkserver")
 CTX.set_forkserver_preload(["torch", "lightning", "transformers", "peft", "datasets", "mcit_bench.cli",
@@ -77,17 +75,6 @@ def _kill_at(argv: list[str], log: Path, moment: float) -> tuple[bool, float]:
     return alive, elapsed
 
 
-def assert_every_file_parses(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.suffix == ".json":
-            json.loads(path.read_text())
-        elif path.suffix == ".jsonl":
-            [json.loads(line) for line in path.read_text().splitlines()]
-        elif path.suffix == ".csv":
-            rows = list(csv.reader(path.read_text().splitlines()))
-            assert rows and all(len(r) == len(rows[0]) for r in rows), path
-
-
 def outcome(run: Path) -> dict[str, str]:
     """What must equal the uninterrupted run's: the matrix, every prediction and the final tensors."""
     import hashlib
@@ -131,9 +118,9 @@ def test_kill_anywhere_then_resume_gives_the_uninterrupted_results(tmp_path: Pat
             duration = min(duration, elapsed)
             continue
         killed += 1
-        assert_every_file_parses(run)
+        assert_every_file_parses(run, temp_files_allowed=True)
         _finish(args(run, "--resume"), log)
-        assert_every_file_parses(run)
+        assert_every_file_parses(run, temp_files_allowed=True)
         identical += outcome(run) == reference
     print(f"\nkill test: {killed} kills in {attempts} draws (uninterrupted run {duration:.1f} s), "
           f"{identical} resumed runs identical to it")
@@ -161,9 +148,9 @@ def test_killed_sweep_resumes_to_the_uninterrupted_results(tmp_path: Path, micro
             duration = min(duration, elapsed)
             continue
         killed += 1
-        assert_every_file_parses(root)
+        assert_every_file_parses(root, temp_files_allowed=True)
         _finish(args(root), log)  # the same command again: finished runs skipped, the killed one resumed
-        assert_every_file_parses(root)
+        assert_every_file_parses(root, temp_files_allowed=True)
         identical += [outcome(root / Path(*r)) for r in runs] == reference
     print(f"\nsweep kill test: {killed} kills in {attempts} draws (uninterrupted sweep {duration:.1f} s), "
           f"{identical} resumed sweeps identical to it")
