@@ -25,17 +25,23 @@ def predict(strategy: Strategy, records: Any, collate: Callable, batch_size: int
             device: torch.device, untouched: bool = False) -> list[str]:
     """Greedy answers for every record of ``records`` (a datasets.Dataset or a list of dicts); ``untouched``:
     the backbone's own (``Strategy.generate_untouched``), not the method's."""
+    from . import distributed
+
     generate = strategy.generate_untouched if untouched else strategy.generate
     strategy.eval()
-    answers: list[str] = []
-    for start in range(0, len(records), batch_size):
+    starts = list(range(0, len(records), batch_size))
+    # On several ranks the batches are dealt round-robin: every batch is exactly the one a single process
+    # builds, so the answers do not depend on the number of ranks; they come back in sample order.
+    mine: dict[int, list[str]] = {}
+    for start in starts[distributed.rank()::distributed.world_size()]:
         chunk = records[start:start + batch_size]
         if isinstance(chunk, dict):  # datasets slices are dicts of columns
             chunk = [dict(zip(chunk, values)) for values in zip(*chunk.values())]
         batch = collate(chunk)
         batch = to_device(batch, device)
-        answers.extend(generate(batch, max_new_tokens))
-    return answers
+        mine[start] = generate(batch, max_new_tokens)
+    gathered = {start: part for parts in distributed.all_gather(mine) for start, part in parts.items()}
+    return [answer for start in starts for answer in gathered[start]]
 
 
 def shuffled_baseline(scorer: Any, answers: list[str], records: list[dict[str, Any]], score: float,
@@ -59,17 +65,21 @@ def shuffled_baseline(scorer: Any, answers: list[str], records: list[dict[str, A
 
 def evaluate_cell(strategy: Strategy, test_data: Any, task: Any, collate: Callable, batch_size: int,
                   max_new_tokens: int | None, device: torch.device, untouched: bool = False,
-                  chance_shifts: int = 0) -> CellResult:
+                  chance_shifts: int = 0) -> CellResult | None:
     """Score one (stage, task) cell; ``untouched``: the backbone's own answers (stage 0); ``chance_shifts``
     > 0 adds ``details["shuffled"]`` and ``details["p_value"]`` over that many shifted pairings (see
-    ``shuffled_baseline``)."""
+    ``shuffled_baseline``). On several ranks each generates its share and rank 0 alone scores (None
+    elsewhere)."""
     import time
 
+    from . import distributed
     from .scorers import get_scorer
 
     start = time.perf_counter()
     answers = predict(strategy, test_data, collate, batch_size, max_new_tokens or task.max_new_tokens, device,
                       untouched)
+    if distributed.rank() != 0:
+        return None
     records = [{k: v for k, v in r.items() if k != "image"} for r in test_data.remove_columns("image")] \
         if hasattr(test_data, "remove_columns") else [{k: v for k, v in r.items() if k != "image"} for r in test_data]
     scorer = get_scorer(task.scorer, task.scorer_variant)
