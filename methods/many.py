@@ -236,6 +236,8 @@ class MAny(Strategy):
         n = len(data)
         k = min(n, int(self.hparams["stat_samples"]))
         idx = np.sort(np.random.default_rng(self.seed * 1000 + task_index).choice(n, size=k, replace=False))
+        idx = self.shard(idx)  # this rank's share; the sums are reduced in after_task
+        k = len(idx)
         bs = int(self.hparams["stat_batch_size"])
         for start in range(0, k, bs):
             chosen = [int(i) for i in idx[start:start + bs]]
@@ -283,6 +285,10 @@ class MAny(Strategy):
         finally:
             for handle in handles:
                 handle.remove()
+        # sums over every rank's share (identity on one process); keys: the layer groups, in one order
+        proto_sum = self.all_reduce(proto_sum)
+        tokens, n_images = (int(v) for v in self.all_reduce(torch.tensor([tokens, n_images], dtype=torch.float64)))
+        grams = {g: self.all_reduce(grams[g]) for g in sorted(grams)}
         if self.hparams["lpm_gram"] == "mean" and tokens:
             grams = {g: G / tokens for g, G in grams.items()}
         self._pending = {"task": task_index, "grams": grams,
@@ -348,6 +354,11 @@ class MAny(Strategy):
     # ------------------------------------------------------------------ routing bookkeeping
     def on_evaluate(self, stage: int, task_index: int) -> None:
         self._eval_cell = (stage, task_index)
+
+    def on_evaluate_end(self, stage: int, task_index: int) -> None:
+        if self.use_cpm and 0 < self.prototypes.shape[0] and task_index < self.prototypes.shape[0] and stage > 0:
+            cell = self.routing.setdefault(str(stage), {}).setdefault(self.tasks[task_index].name, [0, 0])
+            cell[:] = [int(v) for v in self.all_reduce(torch.tensor(cell, dtype=torch.float64))]
 
     def _count_routing(self, weights: torch.Tensor) -> None:
         if self._eval_cell is None or self._eval_cell[1] >= weights.shape[1]:
