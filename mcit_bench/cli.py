@@ -165,7 +165,16 @@ def _run_ranks(cfg: Any, ranks: Any, args: argparse.Namespace) -> int:
             plan = plan_run(cfg, check_existing=False)
         if ranks.rank == 0:
             _announce(plan, args, f" ({ranks.world_size} processes)")
-        summary = execute(plan, progress=not args.quiet)
+        try:
+            summary = execute(plan, progress=not args.quiet)
+        except Exception:
+            # a collective that fails because a worker died: say which rank and how to go on, not the traceback
+            message = launcher.failure(wait=5.0) if launcher is not None else None
+            if message is None:
+                raise
+            launcher.stop()
+            print(message, file=sys.stderr, flush=True)
+            return 1
         if ranks.rank == 0:
             print(_format_summary(summary))
         if launcher is not None and launcher.wait() != 0:

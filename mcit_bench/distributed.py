@@ -104,7 +104,8 @@ class Launcher:
         node_rank = int(os.environ.get("NODE_RANK", "0"))
         env = {"MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
                "MASTER_PORT": os.environ.get("MASTER_PORT") or str(_free_port()),
-               "WORLD_SIZE": str(self.ranks.world_size), "NODE_RANK": str(node_rank)}
+               "WORLD_SIZE": str(self.ranks.world_size), "NODE_RANK": str(node_rank),
+               "LOCAL_WORLD_SIZE": str(self.devices)}
         os.environ.update(env)  # rank 0 (this process) reads the same variables, as Lightning does
         os.environ.update({"RANK": str(self.ranks.rank), "LOCAL_RANK": "0"})
         for local in range(1, self.devices):
@@ -114,17 +115,29 @@ class Launcher:
                                                   env=child_env, stdout=subprocess.DEVNULL))
         threading.Thread(target=self._watch, daemon=True).start()
 
-    def _watch(self) -> None:
-        while not self._stopping:
+    def failure(self, wait: float = 0.0) -> str | None:
+        """The message for a worker that stopped with an error (waiting up to ``wait`` s for one), else None."""
+        deadline = time.time() + wait
+        while True:
             for local, child in enumerate(self.children, start=1):
                 code = child.poll()
-                if code is not None and code != 0 and not self._stopping:
+                if code is not None and code != 0:
                     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                    print(f"mcit-bench: error: rank {self.ranks.rank + local} (pid {child.pid}) stopped with {how}; "
-                          f"the run stops here. Every completed cell is on disk: run the same command with "
-                          f"--resume to continue.", file=sys.stderr, flush=True)
-                    self.stop()
-                    os._exit(1)
+                    return (f"mcit-bench: error: rank {self.ranks.rank + local} (pid {child.pid}) stopped with {how}; "
+                            f"the run stops here. Every completed cell is on disk: run the same command with "
+                            f"--resume to continue.")
+            if time.time() >= deadline:
+                return None
+            time.sleep(0.1)
+
+    def _watch(self) -> None:
+        # rank 0 may sit in a collective that would wait for the dead rank for a long time: stop from here
+        while not self._stopping:
+            message = self.failure()
+            if message is not None and not self._stopping:
+                print(message, file=sys.stderr, flush=True)
+                self.stop()
+                os._exit(1)
             time.sleep(0.2)
 
     def stop(self) -> None:
@@ -171,6 +184,9 @@ def init_process_group(ranks: Ranks, accelerator: str) -> None:
         os.environ.setdefault("MASTER_ADDR", env.main_address)
         os.environ.setdefault("MASTER_PORT", str(env.main_port))
     dist.init_process_group("nccl" if gpu else "gloo", rank=ranks.rank, world_size=ranks.world_size)
+    if not gpu and "OMP_NUM_THREADS" not in os.environ:  # the ranks of a machine share its cores
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "0")) or ranks.world_size
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
 def active() -> bool:

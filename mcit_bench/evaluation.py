@@ -29,9 +29,13 @@ def predict(strategy: Strategy, records: Any, collate: Callable, batch_size: int
 
     generate = strategy.generate_untouched if untouched else strategy.generate
     strategy.eval()
+    # On several ranks the batches are dealt round-robin and come back in sample order. A batch is the one a
+    # single process builds (same answers) unless there are fewer batches than ranks: then they shrink to one
+    # per rank (answers then differ at most through float round-off of the other padding).
+    world = distributed.world_size()
+    if world > 1:
+        batch_size = max(1, min(batch_size, -(-len(records) // world)))
     starts = list(range(0, len(records), batch_size))
-    # On several ranks the batches are dealt round-robin: every batch is exactly the one a single process
-    # builds, so the answers do not depend on the number of ranks; they come back in sample order.
     mine: dict[int, list[str]] = {}
     for start in starts[distributed.rank()::distributed.world_size()]:
         chunk = records[start:start + batch_size]

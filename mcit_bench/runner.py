@@ -287,7 +287,7 @@ def _lightning_strategy(cfg: RunConfig, module: Any) -> Any:
     DDP would otherwise broadcast them at every fit (and every step)."""
     from . import distributed
 
-    if not distributed.active() or cfg.strategy not in ("ddp", "ddp_find_unused_parameters_true"):
+    if not distributed.active() or cfg.strategy not in ("ddp", "ddp_find_unused_parameters_true", "auto"):
         return cfg.strategy
     from lightning.pytorch.strategies import DDPStrategy
 

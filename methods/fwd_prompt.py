@@ -370,6 +370,8 @@ class FwdPrompt(Strategy):
 
     @torch.no_grad()
     def after_task(self, task_index: int, task: Any, train_data: Any) -> None:
+        usage = self.train_usage.get(task.name, [0] * int(self.hparams["pool_size"]))  # summed over the ranks
+        self.train_usage[task.name] = [int(v) for v in self.all_reduce(torch.tensor(usage, dtype=torch.float64))]
         if self.hparams["projection"] == "none" and not self.hparams["analysis"]:
             return
         seed = (self.context.seed if self.context else 0) * 1000 + task_index + 1

@@ -46,28 +46,33 @@ def _predictions(run: Path) -> dict[str, str]:
     return out
 
 
+class Pairs:
+    """(one-process run, two-rank run) of a method on the two-task order, made once per module on demand."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.made = root, {}
+        self.order = root / "order.yaml"
+        self.order.write_text(TWO_TASKS)
+
+    def __call__(self, method: str) -> tuple[Path, Path]:
+        if method not in self.made:
+            single, double = self.root / method / "one", self.root / method / "two"
+            proc = _two_ranks(double, method, self.order)  # the 2-rank run beside the in-process one
+            assert main(_args(single, method, self.order)) == 0
+            _, err = proc.communicate(timeout=900)
+            assert proc.returncode == 0, err[-3000:]
+            self.made[method] = (single, double)
+        return self.made[method]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, micro_backbone: Path) -> dict[str, tuple[Path, Path]]:
-    """(one-process run, two-rank run) per registered method; the 2-rank runs go two at a time."""
-    root = tmp_path_factory.mktemp("ddp")
-    order = root / "order.yaml"
-    order.write_text(TWO_TASKS)
-    methods = list_methods()
-    out: dict[str, tuple[Path, Path]] = {}
-    for method in methods:
-        single, double = root / method / "one", root / method / "two"
-        proc = _two_ranks(double, method, order)
-        assert main(_args(single, method, order)) == 0
-        _, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, err[-3000:]
-        out[method] = (single, double)
-    out["_order"] = (order, order)
-    return out
+def pairs(tmp_path_factory: pytest.TempPathFactory, micro_backbone: Path) -> Pairs:
+    return Pairs(tmp_path_factory.mktemp("ddp"))
 
 
 @pytest.mark.parametrize("method", list_methods())
-def test_two_ranks_give_the_single_process_predictions_and_metrics(runs: dict, method: str) -> None:
-    single, double = runs[method]
+def test_two_ranks_give_the_single_process_predictions_and_metrics(pairs: Pairs, method: str) -> None:
+    single, double = pairs(method)
     a, b = _predictions(single), _predictions(double)
     assert a.keys() == b.keys() and len(a) > 0
     same = sum(a[k] == b[k] for k in a) / len(a)
@@ -78,14 +83,18 @@ def test_two_ranks_give_the_single_process_predictions_and_metrics(runs: dict, m
             assert sb[key] is None
         else:
             assert abs(sa[key] - sb[key]) <= 0.5, (key, sa[key], sb[key])
+    # counts a method gathers while training or evaluating are summed over the ranks
+    for key in ("routing_accuracy", "stat_tokens", "task_identification_accuracy", "prompt_usage_train",
+                "prompt_usage_eval_last_stage"):
+        assert sa["strategy"].get(key) == sb["strategy"].get(key), key
     # rank 0 alone wrote: one config, one state, no stray files from rank 1
     assert json.loads((double / "state.json").read_text())["complete"] is True
     assert sorted(p.name for p in double.iterdir()) == sorted(p.name for p in single.iterdir())
 
 
-def test_killed_rank_stops_the_run_and_resume_completes_it(runs: dict, tmp_path: Path) -> None:
-    order = runs["_order"][0]
-    reference = runs["lora-ft"][1]
+def test_killed_rank_stops_the_run_and_resume_completes_it(pairs: Pairs, tmp_path: Path) -> None:
+    order = pairs.order
+    reference = pairs("lora-ft")[1]
     out = tmp_path / "cut"
     proc = _two_ranks(out, "lora-ft", order)
     deadline = time.time() + 600
@@ -254,3 +263,15 @@ def test_state_checksum_catches_a_rank_that_differs(tmp_path: Path) -> None:
     _spawn(_checksum_worker, tmp_path)
     assert "differs between ranks" in (tmp_path / "raised0").read_text()
     assert (tmp_path / "raised1").is_file()
+
+
+def test_sweep_passes_the_process_flags_through(tmp_path: Path, micro_backbone: Path) -> None:
+    order = tmp_path / "order.yaml"
+    order.write_text(TWO_TASKS)
+    assert main(["sweep", "--methods", "zero-shot", "--orders", str(order), "--backbone", MICRO, "--preset", "quick",
+                 "--root", str(tmp_path / "runs"), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+                 "--logger", "none", "--set", "eval_batch_size=4"]) == 0
+    config = next((tmp_path / "runs").rglob("config.yaml")).read_text()
+    assert "devices: 2" in config and "strategy: ddp" in config and "num_nodes: 1" in config
+    summary = json.loads(next((tmp_path / "runs").rglob("summary.json")).read_text())
+    assert summary["complete"] is True
