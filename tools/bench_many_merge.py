@@ -84,7 +84,7 @@ def bench_width(d: int, out: int, modules: int, n_tasks: int, rank: int, tokens:
     P = W = None
     grams, targets = [], [[] for _ in range(modules)]
     print(f"\n== width d={d}, {modules} layer(s) of {out} outputs, rank-{rank} updates, Gram of {tokens} tokens, "
-          f"{torch.get_num_threads()} threads, recursion in {str(dtype).replace('torch.', '')}")
+          f"{torch.get_num_threads()} threads, state stored in {str(dtype).replace('torch.', '')}")
     print("task | recursive: wall s  CPU s  peak MB  state MB | batch closed form: wall s  CPU s  peak MB  state MB"
           " | rel diff")
     for t in range(1, n_tasks + 1):
