@@ -31,7 +31,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hyper-parameter (repeatable), e.g. --set lr=1e-4")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (GPUs if present), cpu, gpu")
-    p.add_argument("--devices", default="1", help="Lightning devices (e.g. 8)")
+    p.add_argument("--devices", default="1", help="Lightning devices (e.g. 8): one process each, launched once")
+    p.add_argument("--num-nodes", type=int, default=1, help="machines of --devices processes each (SLURM, torchrun)")
     p.add_argument("--strategy", default="auto", help="Lightning strategy: ddp, fsdp, deepspeed_stage_2, ...")
     p.add_argument("--precision", default="32-true", help="Lightning precision: 32-true, bf16-mixed, ...")
     p.add_argument("--logger", default="csv", help="training-loss logger: csv | tensorboard | wandb | none")
@@ -86,7 +87,8 @@ def _add_sweep(sub: Any) -> None:
                    help="override a hyper-parameter for every selected method that has KEY (repeatable)")
     p.add_argument("--eval", dest="eval_mode", default="full", choices=["full", "lower"])
     p.add_argument("--accelerator", default="cpu")
-    p.add_argument("--devices", default="1")
+    p.add_argument("--devices", default="1", help="passed to each run (several: each run launches its processes)")
+    p.add_argument("--num-nodes", type=int, default=1)
     p.add_argument("--strategy", default="auto")
     p.add_argument("--precision", default="32-true")
     p.add_argument("--logger", default="csv")
@@ -183,27 +185,102 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .loggers import check_logger
 
     check_logger(args.logger)
+    if args.num_nodes < 1:
+        raise UserError(f"--num-nodes {args.num_nodes}: expected an integer >= 1")
     cfg = RunConfig(method=args.method, order=args.order, benchmark=args.benchmark, backbone=args.backbone,
                     seed=args.seed, preset=args.preset, output=args.output, resume=args.resume,
                     eval_mode=args.eval_mode, accelerator=args.accelerator, devices=_devices(args.devices),
-                    strategy=args.strategy, precision=args.precision, logger=args.logger,
+                    num_nodes=args.num_nodes, strategy=args.strategy, precision=args.precision, logger=args.logger,
                     data_root=args.data_root, image_root=args.image_root, tuned_file=args.tuned_file,
                     overrides=parse_set(args.overrides), scorer_variants=parse_scorer_variants(args.scorer_variants))
+    from . import distributed
+    from .run_lock import lock_unless_secondary
     from .runner import execute, plan_run
 
-    plan = plan_run(cfg)  # every check that can fail on bad input happens here, before any write
+    ranks = distributed.detect(cfg.devices, cfg.num_nodes, cfg.strategy)
+    if ranks.world_size <= 1:
+        plan = plan_run(cfg)  # every check that can fail on bad input happens here, before any write
+        _announce(plan, args)
+        with lock_unless_secondary(plan.run_dir, "run"):  # one writer per run folder
+            summary = execute(plan, progress=not args.quiet)
+        print(_format_summary(summary))
+        return 0
+    return _run_ranks(cfg, ranks, args)
+
+
+def _announce(plan: Any, args: argparse.Namespace, ranks: str = "") -> None:
     if not args.quiet:
-        print(f"mcit-bench: {plan.method_cls.name} on {plan.benchmark.name}, order {cfg.order}: "
-              f"{' -> '.join(plan.order)}\n  run folder: {plan.run_dir}", flush=True)
+        print(f"mcit-bench: {plan.method_cls.name} on {plan.benchmark.name}, order {plan.config.order}: "
+              f"{' -> '.join(plan.order)}{ranks}\n  run folder: {plan.run_dir}", flush=True)
         if plan.hparams.get("eval_max_new_tokens"):
+            cfg = plan.config
             source = "--set eval_max_new_tokens" if "eval_max_new_tokens" in cfg.overrides else f"preset {cfg.preset}"
             print(f"  {_cap_line(plan.hparams['eval_max_new_tokens'], source)}", flush=True)
-    from .run_lock import lock_unless_secondary
 
-    with lock_unless_secondary(plan.run_dir, "run"):  # one writer per run folder
-        summary = execute(plan, progress=not args.quiet)
-    print(_format_summary(summary))
-    return 0
+
+def _run_ranks(cfg: Any, ranks: Any, args: argparse.Namespace) -> int:
+    """One launch for the whole run on several processes (see ``mcit_bench.distributed``)."""
+    import contextlib
+    import os
+
+    from . import distributed
+    from .run_lock import lock_unless_secondary
+    from .runner import execute, plan_run
+
+    saved_env = dict(os.environ)
+    launcher = None
+    held = contextlib.ExitStack()  # rank 0's lock on the run folder, taken before any worker starts
+    try:
+        if ranks.launcher:
+            plan = plan_run(cfg)  # validation, the run-folder check and --resume planning: once, here
+            held.enter_context(lock_unless_secondary(plan.run_dir, "run"))
+            from .backbones import backbone_path
+
+            backbone_path(cfg.backbone, progress=not args.quiet)  # built once, before the ranks read it
+            launcher = distributed.Launcher(ranks, distributed._devices_count(cfg.devices), args.argv)
+            launcher.start()
+        distributed.init_process_group(ranks, cfg.accelerator)
+        problem = None
+        if ranks.rank == 0 and not ranks.launcher and not ranks.worker:  # torchrun / SLURM: rank 0 checks
+            try:
+                plan = plan_run(cfg)
+                held.enter_context(lock_unless_secondary(plan.run_dir, "run"))
+            except (UserError, RunError) as exc:
+                problem = str(exc)
+        problem = distributed.broadcast(problem)  # every rank learns whether rank 0's checks passed
+        if problem is not None:
+            if ranks.rank == 0:
+                raise UserError(problem)
+            return 2
+        if ranks.rank != 0:
+            plan = plan_run(cfg, check_existing=False)
+        if ranks.rank == 0:
+            _announce(plan, args, f" ({ranks.world_size} processes)")
+        try:
+            summary = execute(plan, progress=not args.quiet)
+        except Exception:
+            # a collective that fails because a worker died: say which rank and how to go on, not the traceback
+            message = launcher.failure(wait=5.0) if launcher is not None else None
+            if message is None:
+                raise
+            launcher.stop()
+            print(message, file=sys.stderr, flush=True)
+            return 1
+        if ranks.rank == 0:
+            print(_format_summary(summary))
+        if launcher is not None and launcher.wait() != 0:
+            raise UserError("a worker rank failed at the end of the run; see its messages above")
+        return 0
+    finally:
+        if launcher is not None:
+            launcher.stop()
+        held.close()
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()  # the rank variables must not leak into a later run of this process (tests)
+        os.environ.update(saved_env)
 
 
 def cmd_ceiling(args: argparse.Namespace) -> int:
@@ -234,9 +311,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     check_logger(args.logger)
     options = dict(benchmark=args.benchmark, backbone=args.backbone, preset=args.preset, eval_mode=args.eval_mode,
-                   accelerator=args.accelerator, devices=_devices(args.devices), strategy=args.strategy,
-                   precision=args.precision, logger=args.logger, data_root=args.data_root, image_root=args.image_root,
-                   tuned_file=args.tuned_file, scorer_variants=parse_scorer_variants(args.scorer_variants))
+                   accelerator=args.accelerator, devices=_devices(args.devices), num_nodes=args.num_nodes,
+                   strategy=args.strategy, precision=args.precision, logger=args.logger, data_root=args.data_root,
+                   image_root=args.image_root, tuned_file=args.tuned_file,
+                   scorer_variants=parse_scorer_variants(args.scorer_variants))
     spec = SweepSpec(methods=args.methods, orders=args.orders, seeds=args.seeds, root=args.root,
                      overrides=parse_set(args.overrides), run_options=options)
     started = time.time()
@@ -403,7 +481,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the worker ranks of a run re-execute exactly this command line
     try:
         commands = {"run": cmd_run, "ceiling": cmd_ceiling, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard,
                     "convert": cmd_convert, "metrics": cmd_metrics, "list": cmd_list, "tune": cmd_tune,

@@ -74,6 +74,7 @@ class RunConfig:
     eval_mode: str = "full"  # full | lower
     accelerator: str = "auto"  # Lightning picks the GPUs when there are some
     devices: Any = 1
+    num_nodes: int = 1  # Lightning's num_nodes: machines of ``devices`` processes each
     strategy: str = "auto"  # Lightning strategy: ddp, fsdp, deepspeed_stage_2, ...
     precision: str = "32-true"
     logger: str = "csv"  # csv | tensorboard | wandb | none

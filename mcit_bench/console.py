@@ -45,16 +45,18 @@ def shown_on_console(category: type[Warning], filename: str, own: tuple[str, ...
 
 
 @contextmanager
-def library_output_to_log(run_dir: Path) -> Iterator[Path]:
-    """Within the block, library log records and Python warnings go to ``run_dir/logs/console.log``."""
+def library_output_to_log(run_dir: Path, to_file: bool = True) -> Iterator[Path]:
+    """Within the block, library log records and Python warnings go to ``run_dir/logs/console.log``
+    (``to_file=False``: nowhere, for the ranks of a multi-process run that do not write the folder)."""
     # Configure the libraries' own handlers first, so that they are replaced below rather than added later.
     import datasets.utils.logging
     import transformers.utils.logging
 
     transformers.utils.logging.get_logger("transformers")
     path = Path(run_dir) / LOG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    if to_file:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8") if to_file else logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     saved = [(logging.getLogger(n), logging.getLogger(n).handlers[:], logging.getLogger(n).propagate)

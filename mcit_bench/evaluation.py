@@ -34,17 +34,27 @@ def predict(strategy: Strategy, records: Any, collate: Callable, batch_size: int
             device: torch.device, untouched: bool = False) -> list[str]:
     """Greedy answers for every record of ``records`` (a datasets.Dataset or a list of dicts); ``untouched``:
     the backbone's own (``Strategy.generate_untouched``), not the method's."""
+    from . import distributed
+
     generate = strategy.generate_untouched if untouched else strategy.generate
     strategy.eval()
-    answers: list[str] = []
-    for start in range(0, len(records), batch_size):
+    # On several ranks the batches are dealt round-robin and come back in sample order. A batch is the one a
+    # single process builds (same answers) unless there are fewer batches than ranks: then they shrink to one
+    # per rank (answers then differ at most through float round-off of the other padding).
+    world = distributed.world_size()
+    if world > 1:
+        batch_size = max(1, min(batch_size, -(-len(records) // world)))
+    starts = list(range(0, len(records), batch_size))
+    mine: dict[int, list[str]] = {}
+    for start in starts[distributed.rank()::distributed.world_size()]:
         chunk = records[start:start + batch_size]
         if isinstance(chunk, dict):  # datasets slices are dicts of columns
             chunk = [dict(zip(chunk, values)) for values in zip(*chunk.values())]
         batch = collate(chunk)
         batch = to_device(batch, device)
-        answers.extend(generate(batch, max_new_tokens))
-    return answers
+        mine[start] = generate(batch, max_new_tokens)
+    gathered = {start: part for parts in distributed.all_gather(mine) for start, part in parts.items()}
+    return [answer for start in starts for answer in gathered[start]]
 
 
 def decoding_budget(task: Any, cap: int | None) -> int:
@@ -73,12 +83,14 @@ def shuffled_baseline(scorer: Any, answers: list[str], records: list[dict[str, A
 
 def evaluate_cell(strategy: Strategy, test_data: Any, task: Any, collate: Callable, batch_size: int,
                   max_new_tokens: int | None, device: torch.device, untouched: bool = False,
-                  chance_shifts: int = 0) -> CellResult:
+                  chance_shifts: int = 0) -> CellResult | None:
     """Score one (stage, task) cell; ``untouched``: the backbone's own answers (stage 0); ``chance_shifts``
     > 0 adds ``details["shuffled"]`` and ``details["p_value"]`` over that many shifted pairings (see
-    ``shuffled_baseline``)."""
+    ``shuffled_baseline``). On several ranks each generates its share and rank 0 alone scores (None
+    elsewhere)."""
     import time
 
+    from . import distributed
     from .scorers import get_scorer
 
     start = time.perf_counter()
@@ -92,6 +104,8 @@ def evaluate_cell(strategy: Strategy, test_data: Any, task: Any, collate: Callab
                         untouched) if present else []
     for i, answer in zip(present, generated):
         answers[i] = answer
+    if distributed.rank() != 0:  # every rank generated its share; rank 0 scores and writes
+        return None
     scorer = get_scorer(task.scorer, task.scorer_variant)
     result = scorer.score(answers, records)
     details = dict(result.details)

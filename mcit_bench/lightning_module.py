@@ -15,6 +15,26 @@ import torch
 from .strategy import Strategy
 
 
+def rank_normalised(losses: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The losses as this rank back-propagates them so that DDP's gradient average is the single-process
+    gradient of the global batch.
+
+    ``lm`` (a mean over this rank's label tokens) is rescaled to sum-over-my-tokens / global-token-count x
+    world size: DDP divides the summed gradients by the world size, leaving the mean over ALL label tokens
+    (ranks hold different numbers of tokens). The other losses are per-sample means or data-independent
+    terms: averaged over ranks they are the global values when the batch splits evenly. Identity on one
+    process.
+    """
+    from . import distributed
+
+    if not distributed.active() or "lm" not in losses or batch.get("labels") is None:
+        return losses
+    mine = (batch["labels"][:, 1:] != -100).sum().to(torch.float64)
+    total = distributed.all_reduce(mine)
+    scale = (mine * distributed.world_size() / total.clamp(min=1)).to(losses["lm"].dtype)
+    return {**losses, "lm": losses["lm"] * scale}
+
+
 class ContinualModule(L.LightningModule):
     def __init__(self, strategy: Strategy, hparams: dict[str, Any], total_steps: int, stage: int = 0,
                  task: str = "") -> None:
@@ -38,7 +58,7 @@ class ContinualModule(L.LightningModule):
         for name, value in losses.items():
             self.log(f"train/{name}", value.detach(), batch_size=batch_size)
         self.log("train/loss", total.detach(), batch_size=batch_size, prog_bar=True)
-        return total
+        return torch.stack(list(rank_normalised(losses, batch).values())).sum()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.strategy.before_optimizer_step()

@@ -10,6 +10,10 @@ strategy checkpoint (``checkpoints.py``: safetensors + JSON) is written at every
 non-finite loss stops the run (``divergence.py``); ``resume=True`` restarts from the last completed task,
 skips the cells already evaluated and yields the same matrix as an uninterrupted run (training of
 stage t is seeded by (seed, t) alone, so it does not depend on what ran before in the process).
+
+On several processes (``mcit_bench.distributed``) every rank runs this whole loop in step: each optimisation
+step takes the same global batch as one process would, split between the ranks; each cell's test batches
+are shared out and gathered back in sample order; rank 0 alone writes the run folder.
 """
 from __future__ import annotations
 
@@ -54,8 +58,10 @@ def default_run_dir(root: Path, benchmark: str, method: str, order: str, seed: i
     return Path(root) / benchmark / method / f"{order_tag}-seed{seed}"
 
 
-def plan_run(cfg: RunConfig) -> Plan:
-    """Validate the configuration (method, hyper-parameters, benchmark, order, backbone, run folder)."""
+def plan_run(cfg: RunConfig, check_existing: bool = True) -> Plan:
+    """Validate the configuration (method, hyper-parameters, benchmark, order, backbone, run folder).
+
+    ``check_existing=False``: skip the run-folder checks (a worker rank of a run that rank 0 planned)."""
     from .backbones import check_backbone
 
     method_cls = get_method(cfg.method)
@@ -87,7 +93,7 @@ def plan_run(cfg: RunConfig) -> Plan:
         default_run_dir(Path("results") / "runs", benchmark.name, method_cls.name, cfg.order, cfg.seed)
     cfg.hparams = hparams
     state_path = run_dir / STATE_FILE
-    if state_path.exists():
+    if check_existing and state_path.exists():
         if not cfg.resume:
             raise UserError(f"{run_dir}: a run already exists there; pass --resume to continue it or --output "
                             f"to write elsewhere")
@@ -121,12 +127,12 @@ def _tuned_preset(cfg: RunConfig, method_cls: type, defaults: dict[str, Any]) ->
 class RunState:
     """``state.json``: evaluated cells, trained stages and timings (rewritten atomically, checksummed)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, writer: bool = True) -> None:
         from .integrity import read_sealed_json
 
-        self.path = path
+        self.path, self.writer = path, writer  # writer: rank 0 (the only process that writes the run folder)
         # plan_run has vetted an existing file (a complete run from before checksums is the only one without)
-        self.data: dict[str, Any] = read_sealed_json(path, "run state", legacy_ok=True) if path.exists() else \
+        self.data: dict[str, Any] = read_sealed_json(path, "run state", legacy_ok=True) if writer and path.exists() else \
             {"cells": {}, "trained": [], "seconds": {"train": {}, "eval": {}}, "complete": False}
 
     def cell(self, stage: int, task: str) -> dict[str, Any] | None:
@@ -140,7 +146,8 @@ class RunState:
     def save(self) -> None:
         from .integrity import write_sealed_json
 
-        write_sealed_json(self.path, self.data)
+        if self.writer:  # rank 0 alone writes the run folder
+            write_sealed_json(self.path, self.data)
 
 
 def stages_to_evaluate(stage: int, n_tasks: int, eval_mode: str, joint: bool) -> list[int]:
@@ -161,13 +168,17 @@ def execute(plan: Plan, progress: bool = True,
     """
     from .console import library_output_to_log
 
-    with library_output_to_log(plan.run_dir):
+    from . import distributed
+
+    # rank 0 alone writes the run folder; the other ranks' library output (the same messages) is dropped
+    with library_output_to_log(plan.run_dir, to_file=distributed.rank() == 0):
         return _execute(plan, progress, on_stage)
 
 
 def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
     import torch
 
+    from . import distributed
     from .backbones import load_backbone
     from .collate import Collator
     from .progress import RunProgress
@@ -175,18 +186,21 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
     from .strategy import RunContext
 
     cfg, run_dir, order = plan.config, plan.run_dir, plan.order
+    writer = distributed.rank() == 0
+    progress = progress and writer
     started = time.time()
-    run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**{k: v for k, v in cfg.to_dict().items() if k not in ("resume",)}, "tasks": order,
                 "method": plan.method_cls.name}
-    if not (run_dir / STATE_FILE).exists():  # a fresh run (or one that failed before its first cell): its config
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    elif plan.resume is not None and plan.resume.new_change:  # --resume --set lr=...: from the next stage on
-        from .resume import record_change
+    if writer:
+        if not (run_dir / STATE_FILE).exists():  # a fresh run (or one that failed before its first cell): its config
+            atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        elif plan.resume is not None and plan.resume.new_change:  # --resume --set lr=...: from the next stage on
+            from .resume import record_change
 
-        plan.resume.changes = record_change(run_dir, plan.resume.new_change)
-        plan.resume.new_change = None
-    state = RunState(run_dir / STATE_FILE)
+            plan.resume.changes = record_change(run_dir, plan.resume.new_change)
+            plan.resume.new_change = None
+    state = RunState(run_dir / STATE_FILE, writer=writer)
+    state.data = distributed.broadcast(state.data)  # rank 0's view of what is done (--resume) for every rank
     torch.set_num_threads(max(1, torch.get_num_threads()))
     seed_everything(cfg.seed)
     backbone = load_backbone(cfg.backbone, progress=progress, template=plan.hparams.get("template"),
@@ -196,7 +210,8 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
     collate_train = Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token,
                              cache_mb=float(plan.hparams["collate_cache_mb"]))
     collate_eval = Collator(backbone.processor, backbone.template, train=False, image_token=backbone.image_token)
-    context = RunContext(plan.benchmark, tasks, cfg.seed, run_dir, collate_train, collate_eval)
+    # plugins write into the run folder too (analysis files): only rank 0 is given it
+    context = RunContext(plan.benchmark, tasks, cfg.seed, run_dir if writer else None, collate_train, collate_eval)
     seed_everything(cfg.seed)
     strategy.setup(tasks, context)
     device = torch.device("cuda" if cfg.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu")
@@ -218,9 +233,10 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
                 _train_stage(plan, strategy, tasks, stage, collate_train, state, display)
             else:
                 strategy.before_task(stage - 1, tasks[stage - 1], None)
-            from .checkpoints import save_checkpoint
+            if writer:
+                from .checkpoints import save_checkpoint
 
-            save_checkpoint(run_dir, stage, strategy)
+                save_checkpoint(run_dir, stage, strategy)
             state.data["trained"] = sorted(set(state.data["trained"]) | {stage})
             state.save()
         for col in stages_to_evaluate(stage, n, cfg.eval_mode, strategy.joint):
@@ -234,14 +250,17 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
                                    int(plan.hparams["eval_batch_size"]), plan.hparams["eval_max_new_tokens"], device,
                                    untouched=(stage == 0),
                                    chance_shifts=int(plan.hparams["chance_shifts"]) if stage == 0 else 0)
+            strategy.on_evaluate_end(stage, col)
+            if result is None:  # not rank 0: the cell is scored and written there
+                continue
             lines = "".join(json.dumps(p) + "\n" for p in result.predictions)
             atomic_write_bytes(run_dir / "predictions" / f"stage{stage}" / f"{task.name}.jsonl", lines.encode())
             state.set_cell(stage, task.name, {"score": result.score, "details": result.details,
                                               "seconds": round(result.seconds, 3)})
             display.cell_done(stage, task.name, result.score)
         display.stage_done(stage)
-        summary = write_results(plan, state, strategy, started, complete=(stage == n))
-        if on_stage is not None:
+        summary = write_results(plan, state, strategy, started, complete=(stage == n)) if writer else {}
+        if on_stage is not None and writer:
             on_stage(stage, summary)
         if os.environ.get("MCIT_BENCH_STOP_AFTER_STAGE") == str(stage):
             # Simulated preemption for tests and drills: stop hard once this stage is on disk.
@@ -258,6 +277,7 @@ def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: An
     import torch
     from torch.utils.data import DataLoader
 
+    from . import distributed
     from .lightning_module import ContinualModule
     from .loggers import make_logger
     from .seeding import seed_everything
@@ -277,22 +297,67 @@ def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: An
     collate.clear_cache()
     strategy.before_task(stage - 1, tasks[stage - 1], data)
     strategy.train()
-    loader = DataLoader(_undecoded(data), batch_size=int(hp["batch_size"]), shuffle=True, drop_last=len(data) >= int(hp["batch_size"]),
-                        collate_fn=collate, generator=torch.Generator().manual_seed(seed), num_workers=0)
+    batch_size = int(hp["batch_size"])
+    # The batches one process would draw, each split between the ranks (see ShardedBatchSampler).
+    # One generator for the sampler and the loader, as DataLoader(shuffle=True, generator=g) shares it.
+    generator = torch.Generator().manual_seed(seed)
+    sampler = ShardedBatchSampler(torch.utils.data.RandomSampler(data, generator=generator), batch_size,
+                                  drop_last=len(data) >= batch_size)
+    loader = DataLoader(_undecoded(data), batch_sampler=sampler, collate_fn=collate, generator=generator, num_workers=0)
     module = ContinualModule(strategy, hp, total_steps=steps, stage=stage, task=tasks[stage - 1].name)
+    writer = distributed.rank() == 0
     trainer = L.Trainer(
-        max_steps=steps, max_epochs=-1, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-        precision=cfg.precision, logger=make_logger(cfg.logger, plan.run_dir, stage), enable_checkpointing=False,
+        max_steps=steps, max_epochs=-1, accelerator=cfg.accelerator, devices=cfg.devices,
+        strategy=_lightning_strategy(cfg, module), num_nodes=int(cfg.num_nodes), precision=cfg.precision,
+        logger=make_logger(cfg.logger, plan.run_dir, stage) if writer else False, enable_checkpointing=False,
         enable_progress_bar=False, callbacks=[display.lightning_callback(stage)],  # one display for the whole run
         enable_model_summary=False, num_sanity_val_steps=0,
         gradient_clip_val=float(hp["grad_clip"]) or None, default_root_dir=str(plan.run_dir),
-        log_every_n_steps=max(1, min(50, steps // 4)),
+        log_every_n_steps=max(1, min(50, steps // 4)), use_distributed_sampler=False,
     )
     trainer.fit(module, loader)
     strategy.eval()
     strategy.after_task(stage - 1, tasks[stage - 1], data)
     strategy.merge(stage - 1)
+    if distributed.active():  # statistics reduced across ranks leave every rank with the same state
+        distributed.check_same_state(strategy.checkpoint()["tensors"], f"the merge of stage {stage}")
     state.data["seconds"]["train"][str(stage)] = round(time.time() - start, 3)
+
+
+class ShardedBatchSampler:
+    """The batches of ``BatchSampler(sampler, batch_size, drop_last)``, each cut into contiguous shares,
+    one per rank: N ranks together take exactly the global batch one process would (same seed, same
+    order), so a step on N ranks is the single-process step (the loss is normalised by the global token
+    count, ``ContinualModule``)."""
+
+    def __init__(self, sampler: Any, batch_size: int, drop_last: bool) -> None:
+        from torch.utils.data import BatchSampler
+
+        self.batches = BatchSampler(sampler, batch_size, drop_last)
+
+    def __iter__(self):
+        from . import distributed
+
+        for batch in self.batches:
+            yield distributed.shard(batch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _lightning_strategy(cfg: RunConfig, module: Any) -> Any:
+    """``--strategy ddp`` on several processes: Lightning's DDP, told to leave the frozen backbone and every
+    buffer (MAny's merge state, Fwd-Prompt's bases) alone: they are equal on every rank by construction, and
+    DDP would otherwise broadcast them at every fit (and every step)."""
+    from . import distributed
+
+    if not distributed.active() or cfg.strategy not in ("ddp", "ddp_find_unused_parameters_true", "auto"):
+        return cfg.strategy
+    from lightning.pytorch.strategies import DDPStrategy
+
+    module._ddp_params_and_buffers_to_ignore = \
+        [n for n, p in module.named_parameters() if not p.requires_grad] + [n for n, _ in module.named_buffers()]
+    return DDPStrategy(find_unused_parameters=cfg.strategy.endswith("true"))
 
 
 def _undecoded(data: Any) -> Any:

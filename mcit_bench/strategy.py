@@ -16,6 +16,19 @@ Lifecycle, driven by the runner (``mcit_bench.runner``) for a task order of T ta
     (stage 0, before the first task, is the untouched backbone: ``generate_untouched``)
 
 State for resume: ``checkpoint()`` / ``restore(checkpoint)`` at task boundaries.
+
+Several processes (``--devices N``): every rank runs every hook in step. Training batches and test
+batches are split between the ranks by the harness (gradients are averaged by DDP, the LM loss is
+normalised by the global token count). A plugin that ACCUMULATES OVER DATA outside training (statistics
+in ``setup`` / ``before_task`` / ``after_task``, counts during evaluation) must combine the ranks itself:
+
+    mine = self.shard(sample)            # this rank's share of the records (all of them on one process)
+    G = self.all_reduce(G_partial)       # sum over ranks (a tensor; identity on one process)
+    parts = self.all_gather(obj)         # every rank's object, in rank order ([obj] on one process)
+
+and reduce evaluation counts in ``on_evaluate_end`` (called on every rank after each cell). The state
+after ``merge`` must be identical on every rank: the runner checks it and stops otherwise. Only rank 0
+receives ``context.run_dir`` (the other ranks get None and must not write).
 """
 from __future__ import annotations
 
@@ -151,6 +164,31 @@ class Strategy(nn.Module):
     def _decode(self, inputs: ModelInputs, max_new_tokens: int) -> list[str]:
         return self.backbone.generate(inputs.inputs_embeds, inputs.attention_mask, max_new_tokens,
                                       position_ids=inputs.extras.get("position_ids"))
+
+    def on_evaluate_end(self, stage: int, task_index: int) -> None:
+        """Called on every rank once the cell's predictions are gathered: reduce evaluation counts here."""
+
+    # ------------------------------------------------------------------ several processes
+    @staticmethod
+    def all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+        """Sum of ``tensor`` over the ranks (same device and dtype); the tensor itself on one process."""
+        from . import distributed
+
+        return distributed.all_reduce(tensor)
+
+    @staticmethod
+    def all_gather(obj: Any) -> list[Any]:
+        """Every rank's picklable ``obj`` in rank order; ``[obj]`` on one process."""
+        from . import distributed
+
+        return distributed.all_gather(obj)
+
+    @staticmethod
+    def shard(items: Any) -> list[Any]:
+        """This rank's contiguous share of ``items`` (everything on one process)."""
+        from . import distributed
+
+        return distributed.shard(items)
 
     # ------------------------------------------------------------------ reporting
     def trainable_parameter_count(self) -> int:

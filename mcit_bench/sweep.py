@@ -210,8 +210,11 @@ def run_sweep(items: list[SweepItem], progress: bool = False,
             echo(f"{head}: {detail} -> {item.run_dir}")
             run_started = time.time()
             try:
-                with lock_unless_secondary(item.run_dir, "sweep"):  # another job may be writing this folder
-                    summary = execute(item.plan, progress=progress)
+                if _processes(item.plan.config) > 1:  # its own launch; that `mcit-bench run` takes the lock
+                    summary = _launch(item.plan, progress)
+                else:
+                    with lock_unless_secondary(item.run_dir, "sweep"):  # another job may be writing this folder
+                        summary = execute(item.plan, progress=progress)
             except FolderLocked as exc:  # not a failure of the run: sweeps sharing a root split the work
                 echo(f"{head}: skipped: {exc}")
                 result.busy.append(item)
@@ -232,6 +235,41 @@ def run_sweep(items: list[SweepItem], progress: bool = False,
              "(finished runs are skipped, the interrupted one continues from its last completed task)")
         raise
     return result
+
+
+def _processes(cfg: Any) -> int:
+    from .distributed import _devices_count
+
+    return _devices_count(cfg.devices) * int(cfg.num_nodes)
+
+
+def _launch(plan: Any, progress: bool) -> dict[str, Any]:
+    """A run on several processes gets its own launch: ``mcit-bench run ... --resume`` as a user types it
+    (--devices / --num-nodes / --strategy / --precision passed through)."""
+    import json
+    import subprocess
+    import sys
+
+    cfg = plan.config
+    cmd = [sys.executable, "-m", "mcit_bench.cli", "run", "--method", cfg.method, "--order", str(cfg.order),
+           "--benchmark", cfg.benchmark, "--backbone", cfg.backbone, "--seed", str(cfg.seed), "--preset", cfg.preset,
+           "--output", str(plan.run_dir), "--resume", "--eval", cfg.eval_mode, "--accelerator", cfg.accelerator,
+           "--devices", str(cfg.devices), "--num-nodes", str(cfg.num_nodes), "--strategy", cfg.strategy,
+           "--precision", cfg.precision, "--logger", cfg.logger]
+    for flag, value in (("--data-root", cfg.data_root), ("--image-root", cfg.image_root), ("--tuned", cfg.tuned_file)):
+        if value:
+            cmd += [flag, str(value)]
+    for task, variant in cfg.scorer_variants.items():
+        cmd += ["--scorer-variant", f"{task}={variant}"]
+    for key, value in cfg.overrides.items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]  # JSON scalars and lists read back as YAML
+    if not progress:
+        cmd.append("--quiet")
+    done = subprocess.run(cmd, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise RuntimeError(lines[-1] if lines else f"mcit-bench run exited with code {done.returncode}")
+    return json.loads((plan.run_dir / "summary.json").read_text())
 
 
 def _write_error(path: Path, text: str) -> None:

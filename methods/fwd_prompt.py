@@ -307,6 +307,12 @@ class FwdPrompt(Strategy):
     def on_evaluate(self, stage: int, task_index: int) -> None:
         self._eval_cell = (stage, self.tasks[task_index].name) if task_index < len(self.tasks) else None
 
+    def on_evaluate_end(self, stage: int, task_index: int) -> None:
+        if stage > 0 and self._eval_cell is not None:  # prompt usage of this cell, summed over the ranks
+            table = self.eval_usage.setdefault(stage, {})
+            counts = table.get(self._eval_cell[1], [0] * int(self.hparams["pool_size"]))
+            table[self._eval_cell[1]] = [int(v) for v in self.all_reduce(torch.tensor(counts, dtype=torch.float64))]
+
     def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         inputs = self.prepare_inputs(batch, training=True)
         lm = self.backbone.lm_loss(inputs.inputs_embeds, inputs.attention_mask, inputs.labels)
@@ -377,14 +383,15 @@ class FwdPrompt(Strategy):
         device = self.prompts.device
         G = torch.zeros(self.backbone.hidden_size, self.backbone.hidden_size, dtype=torch.float64, device=device)
         tokens, size = 0, int(self.hparams["subspace_batch_size"])
-        for start in range(0, len(picked), size):
-            chunk = [records[i] for i in picked[start:start + size]]
+        mine = self.shard(picked)  # this rank's share; G and the token count are summed over ranks below
+        for start in range(0, len(mine), size):
+            chunk = [records[i] for i in mine[start:start + size]]
             batch = to_device(collate(chunk), device)
             embeds = Strategy.prepare_inputs(self, batch, training=False).inputs_embeds  # without prompts
             rows = self._svd_rows(embeds, batch)
             G += subspace.gram(rows)
             tokens += rows.shape[0]
-        return G, len(picked), tokens
+        return self.all_reduce(G), len(picked), int(self.all_reduce(torch.tensor(float(tokens), dtype=torch.float64)))
 
     def _svd_rows(self, embeds: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """Rows [n, d] of the input-embedding matrix that enter the SVD (``subspace_rows``)."""
@@ -455,6 +462,8 @@ class FwdPrompt(Strategy):
 
     @torch.no_grad()
     def after_task(self, task_index: int, task: Any, train_data: Any) -> None:
+        usage = self.train_usage.get(task.name, [0] * int(self.hparams["pool_size"]))  # summed over the ranks
+        self.train_usage[task.name] = [int(v) for v in self.all_reduce(torch.tensor(usage, dtype=torch.float64))]
         if self.hparams["projection"] == "none" and not self.hparams["analysis"]:
             return
         seed = (self.context.seed if self.context else 0) * 1000 + task_index + 1

@@ -49,6 +49,13 @@ Reconstructed choices (knobs):
       pre-trained projector (``previous``: from theta_{t-1}).
   ``stat_samples`` / ``stat_batch_size``: the sample of task t's training records used for statistics.
   During training of task t the model uses its own projector theta_t (no routing) and its own LoRA.
+Memory of the merge (a 7B backbone, ``results/costs/many_merge.txt``): ``lpm_dtype`` (``float64``) stores P, W
+  and the Grams in float32 on request (half the state); the update itself runs in float64 one layer group at a
+  time (in float32 its cancellation P - P(..)GP loses ~1e-3); the float32 state stays within ~3e-4 of the
+  float64 one on the micro backbone (the Grams' round-off, through the ridge solve); ``lpm_groups_per_pass`` (0 = all at once) collects the Grams of that many layer groups per pass
+  over the statistics sample and merges them before the next pass, so only one pass's Grams exist at a time
+  (the LoRA is absorbed and the deltas refreshed after the last pass: every pass sees the same model, and
+  the result equals the one-pass merge).
 Ablation knob ``merge``: ``both`` (MAny), ``cpm`` (LPM off: one LoRA carried over from task to task as
   in lora-ft, no merged delta), ``lpm`` (CPM off: one shared projector trained sequentially, as in
   lora-ft), ``none`` (both off: lora-ft with the projector held by the strategy).
@@ -142,13 +149,14 @@ class MAny(Strategy):
                 "merge": "both", "cpm_tau": 0.01, "cpm_route_on": "vision", "lpm_gram_positions": "all",
                 "projector_init": "base",
                 "lpm_gamma": 1e-2, "lpm_gamma_mode": "relative", "lpm_gram": "mean", "lpm_train_on": "merged",
-                "stat_samples": 256, "stat_batch_size": 16}
+                "stat_samples": 256, "stat_batch_size": 16, "lpm_dtype": "float64", "lpm_groups_per_pass": 0}
 
     @classmethod
     def check_hparams(cls, hp: dict[str, Any]) -> None:
         choices = {"merge": MERGE_MODES, "projector_init": ("base", "previous"), "lpm_gamma_mode": ("relative", "absolute"),
                    "cpm_route_on": ROUTE_FEATURES, "lpm_gram_positions": GRAM_POSITIONS,
-                   "lpm_gram": ("mean", "sum"), "lpm_train_on": ("merged", "base")}
+                   "lpm_gram": ("mean", "sum"), "lpm_train_on": ("merged", "base"),
+                   "lpm_dtype": ("float64", "float32")}
         for key, allowed in choices.items():
             if hp[key] not in allowed:
                 raise UserError(f"--set {key}={hp[key]!r}: expected one of {', '.join(allowed)}")
@@ -156,6 +164,8 @@ class MAny(Strategy):
             raise UserError(f"--set lpm_gamma={hp['lpm_gamma']!r}: expected a number > 0")
         if float(hp["cpm_tau"]) < 0:
             raise UserError(f"--set cpm_tau={hp['cpm_tau']!r}: expected a number >= 0 (0 = hard routing)")
+        if int(hp["lpm_groups_per_pass"]) < 0:
+            raise UserError(f"--set lpm_groups_per_pass={hp['lpm_groups_per_pass']!r}: expected an integer >= 0")
         if int(hp["stat_samples"]) < 1 or int(hp["stat_batch_size"]) < 1:
             raise UserError("--set stat_samples / stat_batch_size: expected integers >= 1")
 
@@ -178,6 +188,7 @@ class MAny(Strategy):
         self.routing: dict[str, dict[str, list[int]]] = {}
         self.timings: dict[str, list[float]] = {"stats_seconds": [], "merge_seconds": []}
         self.stat_tokens: list[int] = []
+        self.lpm_dtype = getattr(torch, self.hparams["lpm_dtype"])  # of P, W and the Grams
 
     # ------------------------------------------------------------------ routing feature
     def _route_dim(self) -> int:
@@ -231,7 +242,7 @@ class MAny(Strategy):
             for name in self.adapted:
                 base = modules[name].get_base_layer()
                 self.lpm.register_buffer(f"W_{_key(name)}", torch.zeros(base.out_features, base.in_features,
-                                                                        dtype=torch.float64))
+                                                                        dtype=self.lpm_dtype))
                 self.lpm.register_buffer(f"D_{_key(name)}", torch.zeros(base.out_features, base.in_features,
                                                                         dtype=base.weight.dtype), persistent=False)
                 modules[name].register_forward_hook(self._delta_hook(name))
@@ -290,6 +301,8 @@ class MAny(Strategy):
         n = len(data)
         k = min(n, int(self.hparams["stat_samples"]))
         idx = np.sort(np.random.default_rng(self.seed * 1000 + task_index).choice(n, size=k, replace=False))
+        idx = self.shard(idx)  # this rank's share; the sums are reduced in after_task
+        k = len(idx)
         bs = int(self.hparams["stat_batch_size"])
         for start in range(0, k, bs):
             chosen = [int(i) for i in idx[start:start + bs]]
@@ -301,6 +314,24 @@ class MAny(Strategy):
         if not (self.use_cpm or self.use_lpm):
             return
         start = time.perf_counter()
+        per_pass = int(self.hparams["lpm_groups_per_pass"]) if self.use_lpm else 0
+        grams, tokens, prototype = self._statistics(task_index, train_data, 0)
+        self._pending = {"task": task_index, "grams": grams, "prototype": prototype}
+        if per_pass:  # merge pass by pass: only one pass's Grams exist at a time; merge() absorbs the LoRA
+            self._lpm_merge(grams, finalize=False)
+            del grams
+            owners = [n for n in self.adapted if self.groups.get(n) == n]
+            for p in range(1, -(-len(owners) // per_pass)):
+                self._lpm_merge(self._statistics(task_index, train_data, p)[0], finalize=False)
+            self._pending["grams"] = None
+        self.stat_tokens.append(tokens)
+        self.timings["stats_seconds"].append(round(time.perf_counter() - start, 4))
+
+    def _statistics(self, task_index: int, train_data: Any, pass_index: int) -> tuple[dict, int, Any]:
+        """Grams (of the pass's layer groups; all with ``lpm_groups_per_pass=0``), token count and (pass 0)
+        visual prototype over the statistics sample, summed over the ranks."""
+        per_pass = int(self.hparams["lpm_groups_per_pass"])
+        wanted: set[str] | None = None
         device = self.backbone.device
         captured: dict[str, torch.Tensor] = {}
         handles = []
@@ -316,7 +347,7 @@ class MAny(Strategy):
             for records in self._sample(task_index, train_data):
                 batch = self.collate_train(records)
                 batch = to_device(batch, device)
-                if self.use_cpm:
+                if self.use_cpm and pass_index == 0:
                     pooled = self.route_feature(batch, self.backbone.vision_features(batch["pixel_values"]))
                     proto_sum += pooled.double().sum(dim=0).cpu()
                     n_images += pooled.shape[0]
@@ -327,22 +358,26 @@ class MAny(Strategy):
                 self.backbone.lm_forward(inputs.inputs_embeds, inputs.attention_mask, inputs.extras.get("position_ids"))
                 if not self.groups:
                     self._detect_groups(captured)
+                if per_pass and wanted is None:
+                    owners = [n for n in self.adapted if self.groups[n] == n]
+                    wanted = set(owners[pass_index * per_pass:(pass_index + 1) * per_pass])
                 keep = self.gram_positions(batch)
                 tokens += int(keep.sum())
                 for name, group in self.groups.items():
-                    if name != group:
+                    if name != group or (wanted is not None and group not in wanted):
                         continue
-                    x = captured[name][keep].double().cpu()
+                    x = captured[name][keep].to(self.lpm_dtype).cpu()
                     grams[group] = grams.get(group, 0) + x.T @ x
         finally:
             for handle in handles:
                 handle.remove()
+        # sums over every rank's share (identity on one process); keys: the layer groups, in one order
+        proto_sum = self.all_reduce(proto_sum)
+        tokens, n_images = (int(v) for v in self.all_reduce(torch.tensor([tokens, n_images], dtype=torch.float64)))
+        grams = {g: self.all_reduce(grams[g]) for g in sorted(grams)}
         if self.hparams["lpm_gram"] == "mean" and tokens:
             grams = {g: G / tokens for g, G in grams.items()}
-        self._pending = {"task": task_index, "grams": grams,
-                         "prototype": (proto_sum / max(n_images, 1)).float() if self.use_cpm else None}
-        self.stat_tokens.append(tokens)
-        self.timings["stats_seconds"].append(round(time.perf_counter() - start, 4))
+        return grams, tokens, (proto_sum / max(n_images, 1)).float() if self.use_cpm else None
 
     def _detect_groups(self, captured: dict[str, torch.Tensor]) -> None:
         for name in self.adapted:
@@ -362,11 +397,14 @@ class MAny(Strategy):
             proto = pending["prototype"].to(self.prototypes.device)
             self.prototypes = torch.cat([self.prototypes, proto[None]], dim=0)
         if self.use_lpm:
-            self._lpm_merge(pending["grams"])
+            if pending["grams"] is None:  # merged pass by pass in after_task (lpm_groups_per_pass)
+                self._absorb_lora()
+            else:
+                self._lpm_merge(pending["grams"])
             self.n_merged += 1
         self.timings["merge_seconds"].append(round(time.perf_counter() - start, 4))
 
-    def _lpm_merge(self, grams: dict[str, torch.Tensor]) -> None:
+    def _lpm_merge(self, grams: dict[str, torch.Tensor], finalize: bool = True) -> None:
         hp = self.hparams
         modules = self._lora_layers()
         for group, G in grams.items():
@@ -376,21 +414,26 @@ class MAny(Strategy):
                     gamma *= float(G.diagonal().mean().clamp(min=1e-12))
                 d = G.shape[0]
                 self.lpm.register_buffer(f"gamma_{_key(group)}", torch.tensor(gamma, dtype=torch.float64))
-                self.lpm.register_buffer(f"P_{_key(group)}", torch.eye(d, dtype=torch.float64) / gamma)
-            P = getattr(self.lpm, f"P_{_key(group)}").cpu()
-            P = rls_inverse_update_gram(P, G)
-            setattr(self.lpm, f"P_{_key(group)}", P.to(self.prototypes.device))
+                self.lpm.register_buffer(f"P_{_key(group)}", torch.eye(d, dtype=self.lpm_dtype) / gamma)
+            G = G.double()  # one group at a time in float64, stored back in lpm_dtype
+            P = rls_inverse_update_gram(getattr(self.lpm, f"P_{_key(group)}").cpu().double(), G)
+            setattr(self.lpm, f"P_{_key(group)}", P.to(self.prototypes.device, self.lpm_dtype))
             for name, owner in self.groups.items():
                 if owner != group:
                     continue
                 module = modules[name]
-                W_T = getattr(self.lpm, f"W_{_key(name)}").cpu().T
+                W_T = getattr(self.lpm, f"W_{_key(name)}").cpu().double().T
                 delta_T = module.get_delta_weight(ADAPTER).detach().double().cpu().T  # ((alpha/r) B A)^T
                 target_T = (W_T + delta_T) if hp["lpm_train_on"] == "merged" else delta_T
                 W = rls_weight_update(P, G, W_T, target_T).T.contiguous()
-                setattr(self.lpm, f"W_{_key(name)}", W.to(self.prototypes.device))
-                # the LoRA is absorbed: the model after the merge is base weight + W
-                nn.init.zeros_(module.lora_B[ADAPTER].weight)
+                setattr(self.lpm, f"W_{_key(name)}", W.to(self.prototypes.device, self.lpm_dtype))
+        if finalize:
+            self._absorb_lora()
+
+    def _absorb_lora(self) -> None:
+        """The LoRA is absorbed: the model after the merge is base weight + W."""
+        for module in self._lora_layers().values():
+            nn.init.zeros_(module.lora_B[ADAPTER].weight)
         self._refresh_deltas()
 
     def _refresh_deltas(self) -> None:
@@ -402,6 +445,11 @@ class MAny(Strategy):
     # ------------------------------------------------------------------ routing bookkeeping
     def on_evaluate(self, stage: int, task_index: int) -> None:
         self._eval_cell = (stage, task_index)
+
+    def on_evaluate_end(self, stage: int, task_index: int) -> None:
+        if self.use_cpm and 0 < self.prototypes.shape[0] and task_index < self.prototypes.shape[0] and stage > 0:
+            cell = self.routing.setdefault(str(stage), {}).setdefault(self.tasks[task_index].name, [0, 0])
+            cell[:] = [int(v) for v in self.all_reduce(torch.tensor(cell, dtype=torch.float64))]
 
     def _count_routing(self, weights: torch.Tensor) -> None:
         if self._eval_cell is None or self._eval_cell[1] >= weights.shape[1]:
@@ -452,7 +500,7 @@ class MAny(Strategy):
         self.n_merged = int(extra["n_merged"])
         for group, d in extra["group_dims"].items():
             self.lpm.register_buffer(f"gamma_{_key(group)}", torch.zeros((), dtype=torch.float64, device=device))
-            self.lpm.register_buffer(f"P_{_key(group)}", torch.zeros(d, d, dtype=torch.float64, device=device))
+            self.lpm.register_buffer(f"P_{_key(group)}", torch.zeros(d, d, dtype=self.lpm_dtype, device=device))
         self.routing = copy.deepcopy(extra["routing"])
         self.timings = copy.deepcopy(extra["timings"])
         self.stat_tokens = list(extra["stat_tokens"])

@@ -234,6 +234,10 @@ class ModalPrompt(Strategy):
         self._eval_cell = (stage, task_index)
         self._selection.setdefault(str(stage), {})[str(task_index)] = [0, 0]  # a re-evaluated cell restarts
 
+    def on_evaluate_end(self, stage: int, task_index: int) -> None:
+        counts = self._selection[str(stage)][str(task_index)]  # this cell's counts, summed over the ranks
+        counts[:] = [int(v) for v in self.all_reduce(torch.tensor(counts, dtype=torch.float64))]
+
     def _count_identification(self, guide: torch.Tensor) -> None:
         """Top-1 prompt == the sample's own task (only for columns whose task has a prompt already)."""
         if self._eval_cell is None:

@@ -6,13 +6,15 @@ For one group of adapted layers that read the same input (width d = in_features;
       state = P (d x d) + W (out x d per layer), whatever t;
   batch closed form (for comparison): W^T = (sum_i G_i + gamma I)^{-1} sum_i G_i T_i^T, which must keep every
       G_i (and T_i): its state grows with t.
-Everything in float64 on the CPU. Peak memory = the largest resident-set increase over the pre-merge RSS,
+State (P, W) and Grams stored in ``--dtype`` (float64, or float32 as ``--set lpm_dtype=float32``), each update
+computed in float64 as many.py does, on the CPU; the relative difference is against the float64 closed form. Peak memory = the largest resident-set increase over the pre-merge RSS,
 sampled every 2 ms in a thread; glibc is told to mmap every block over 64 KiB so that freed tensors leave
 the RSS at once (approximate: sampling can miss a short peak). Wall seconds depend on the machine's load;
 CPU seconds (all threads of the process) much less.
-It also prints the memory the stored statistics would need for a full LLaVA-1.5-7B (LLaMA-7B LM).
+It also prints the memory the merge needs for a full LLaVA-1.5-7B (LLaMA-7B LM) per ``lpm_dtype`` and
+``lpm_groups_per_pass`` (the Grams of one pass over the statistics sample exist at a time).
 
-    python tools/bench_many_merge.py --widths 1024,2048,4096 --tasks 6
+    python tools/bench_many_merge.py --widths 1024,2048,4096 --tasks 6 --dtype float32
 """
 from __future__ import annotations
 
@@ -77,45 +79,62 @@ def random_task(d: int, out: int, modules: int, rank: int, tokens: int, gen: tor
 
 
 def bench_width(d: int, out: int, modules: int, n_tasks: int, rank: int, tokens: int, gamma_rel: float,
-                batch: bool) -> None:
+                batch: bool, dtype: torch.dtype = torch.float64) -> None:
     gen = torch.Generator().manual_seed(d)
     P = W = None
     grams, targets = [], [[] for _ in range(modules)]
     print(f"\n== width d={d}, {modules} layer(s) of {out} outputs, rank-{rank} updates, Gram of {tokens} tokens, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, state stored in {str(dtype).replace('torch.', '')}")
     print("task | recursive: wall s  CPU s  peak MB  state MB | batch closed form: wall s  CPU s  peak MB  state MB"
           " | rel diff")
     for t in range(1, n_tasks + 1):
         G, deltas = random_task(d, out, modules, rank, tokens, gen)
         if P is None:
             gamma = gamma_rel * float(G.diagonal().mean())
-            P = torch.eye(d, dtype=torch.float64) / gamma
-            W = [torch.zeros(d, out, dtype=torch.float64) for _ in range(modules)]
+            P = torch.eye(d, dtype=dtype) / gamma
+            W = [torch.zeros(d, out, dtype=dtype) for _ in range(modules)]
+        G_low = G.to(dtype)  # the Gram as collected
         start, cpu = time.perf_counter(), time.process_time()
         with PeakRSS() as mem:
-            P = rls_inverse_update_gram(P, G)
+            G64 = G_low.double()
+            P64 = rls_inverse_update_gram(P.double(), G64)
             # lpm_train_on=merged: the task ends at T_t = W_{t-1} + delta_t
-            new_targets = [w + delta for w, delta in zip(W, deltas)]
-            W = [rls_weight_update(P, G, w, target) for w, target in zip(W, new_targets)]
+            new_targets = [w.double() + delta for w, delta in zip(W, deltas)]
+            W = [rls_weight_update(P64, G64, w.double(), target).to(dtype) for w, target in zip(W, new_targets)]
+            P = P64.to(dtype)
+            del G64, P64
         rec_s, rec_cpu, rec_peak = time.perf_counter() - start, time.process_time() - cpu, mem.extra
-        rec_state = (P.numel() + sum(w.numel() for w in W)) * 8
+        rec_state = (P.numel() + sum(w.numel() for w in W)) * P.element_size()
         line = f"{t:4d} | {rec_s:17.2f} {rec_cpu:6.2f} {rec_peak / 1e6:8.0f} {rec_state / 1e6:9.0f} |"
         if batch:
             grams.append(G)
             for k in range(modules):
-                targets[k].append(new_targets[k])
+                targets[k].append(new_targets[k].double())
             start, cpu = time.perf_counter(), time.process_time()
             with PeakRSS() as mem:
                 W_batch = [batch_merge(grams, targets[k], gamma) for k in range(modules)]
             b_s, b_cpu, b_peak = time.perf_counter() - start, time.process_time() - cpu, mem.extra
             b_state = (sum(g.numel() for g in grams) + sum(x.numel() for ts in targets for x in ts)) * 8
-            diff = max(float((w - wb).norm() / wb.norm()) for w, wb in zip(W, W_batch))
+            diff = max(float((w.double() - wb).norm() / wb.norm()) for w, wb in zip(W, W_batch))
             line += f" {b_s:25.2f} {b_cpu:6.2f} {b_peak / 1e6:8.0f} {b_state / 1e6:9.0f} | {diff:.1e}"
             del W_batch
         else:
             line += " (skipped)"
         print(line, flush=True)
-        del G, deltas, new_targets
+        del G, deltas, new_targets, G_low
+
+
+def llava7b_merge_peak(per_pass: int, nbytes: int) -> float:
+    """GB the merge of one task needs for LLaVA-1.5-7B: state (P + W) and the Grams of the largest pass in the
+    storage dtype + the float64 update of the widest group (about 10 d x d: P, G, G P, I + G P, the solution,
+    P_new and its symmetrisation)."""
+    layers, h, m = 32, 4096, 11008
+    groups = [h, h, h, m] * layers  # q/k/v, o, gate/up, down of each layer: the order many.py merges them in
+    outputs = [(h, 3 * h), (h, h), (h, 2 * m), (m, h)] * layers  # (in, total out of the group's layers)
+    state = sum(d * d for d in groups) + sum(i * o for i, o in outputs)
+    per_pass = per_pass or len(groups)
+    grams = max(sum(d * d for d in groups[k:k + per_pass]) for k in range(0, len(groups), per_pass))
+    return ((state + grams) * nbytes + 10 * max(groups) ** 2 * 8) / GB
 
 
 def llava7b_memory() -> None:
@@ -141,6 +160,14 @@ def llava7b_memory() -> None:
           f"(they are not kept)")
     print(f"=> a batch re-solve after task t keeps t Grams: t x {layers * per_layer_shared * f64 / GB:.1f} GB "
           f"(t = 6: {6 * layers * per_layer_shared * f64 / GB:.1f} GB) plus the T_i targets")
+    n_groups = 4 * layers
+    print("\n== memory of one merge for LLaVA-1.5-7B (P + W + the Grams of one pass + the float64 update of one group),"
+          " GB, by lpm_dtype")
+    print("lpm_groups_per_pass | passes over the sample | float64 | float32")
+    for per_pass in (0, 64, 16, 4, 1):
+        passes = 1 if per_pass == 0 else -(-n_groups // per_pass)
+        print(f"{per_pass:19d} | {passes:22d} | {llava7b_merge_peak(per_pass, 8):7.1f} | "
+              f"{llava7b_merge_peak(per_pass, 4):7.1f}")
 
 
 def main() -> None:
@@ -154,12 +181,14 @@ def main() -> None:
     ap.add_argument("--gamma", type=float, default=1e-2, help="relative ridge, as lpm_gamma")
     ap.add_argument("--no-batch", action="store_true", help="skip the batch closed-form comparison")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="as --set lpm_dtype")
     args = ap.parse_args()
     _malloc_small_threshold()
     if args.threads:
         torch.set_num_threads(args.threads)
     for d in (int(w) for w in args.widths.split(",")):
-        bench_width(d, args.out or d, args.modules, args.tasks, args.rank, args.tokens, args.gamma, not args.no_batch)
+        bench_width(d, args.out or d, args.modules, args.tasks, args.rank, args.tokens, args.gamma, not args.no_batch,
+                    getattr(torch, args.dtype))
     llava7b_memory()
 
 
