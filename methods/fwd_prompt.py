@@ -26,6 +26,12 @@ these is a named hyper-parameter below:
 * query = concatenation of the L2-normalised mean-pooled frozen vision features and the L2-normalised
   instruction-text features (``query_image``: vision | clip | none; ``query_text``: llm = mean-pooled
   frozen LLM token embeddings of the instruction, clip = CLIP text tower, none);
+* ``diversify_selection=true`` (default): while training task t > 1 the selection ranks pool entries by
+  a frequency-penalised distance in the spirit of L2P (``select_diversified``): entries the earlier tasks trained rank
+  last, so each task trains entries of its own while the pool has unused ones; inference selects by
+  cosine alone. Without it (``false``) every task trained the same ``top_n`` entries on the built-in
+  default (pool collapse) and their norms grew with every task (0.25 -> 19 over six tasks), which left the
+  later tasks far below the method's single-task ceiling (docs/methods.md);
 * selected prompts are concatenated in pool-index order and inserted after BOS (``insert_offset``
   1, like L2P's prompts after CLS; 0 puts them before BOS); prompts start as copies of random
   vocabulary embeddings (``prompt_init``: vocab | normal), keys uniform in [-1, 1];
@@ -142,6 +148,23 @@ def select_top(query: torch.Tensor, keys: torch.Tensor, n: int) -> tuple[torch.T
     return idx, sim
 
 
+def select_diversified(query: torch.Tensor, keys: torch.Tensor, n: int,
+                       frequency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training-time selection with a prompt-frequency penalty in the spirit of L2P's "diversifying
+    prompt-selection" (Wang et al. 2022): entry i is ranked by h_i * (2 - cos(q, k_i)), h = how often each
+    entry was selected while training the earlier tasks, normalised to sum 1. Entries no earlier task used
+    (h = 0) rank first, by cosine; used ones follow by frequency-weighted distance (the +1 keeps a used key
+    that matches perfectly behind every unused one, which L2P's h_i * (1 - cos) does not). So a new task
+    trains fresh prompts while the pool has some. Returns what ``select_top`` returns; the similarities are
+    the plain cosines (the key loss pulls on them)."""
+    sim = nn.functional.normalize(query, dim=-1) @ nn.functional.normalize(keys, dim=-1).T
+    distance = 1.0 - sim.double()
+    h = frequency.to(distance) / frequency.sum().clamp(min=1)
+    score = h * (1.0 + distance) + 1e-9 * distance  # the small term orders the entries of equal frequency
+    idx = score.topk(n, dim=-1, largest=False).indices.sort(dim=-1).values
+    return idx, sim
+
+
 def pool_use(train: dict[str, list[int]], inference: dict[str, list[int]], top_n: int) -> dict[str, Any]:
     """Which pool entries each task trained and which are selected at inference (pool collapse shows as
     every task training the same ``top_n`` entries). An entry counts as used by a task when it was picked
@@ -188,7 +211,7 @@ class FwdPrompt(Strategy):
         "query_image": "vision", "query_text": "llm", "insert_offset": 1, "prompt_init": "vocab",
         "projection": "residual+pretrained", "forward_mode": "project", "beta": 1.0, "compose": "sequential",
         "project_update": True, "memory_space": "full", "threshold": 0.97, "threshold_pre": 0.97,
-        "project_first_task": False, "subspace_rows": "text",
+        "project_first_task": False, "subspace_rows": "text", "diversify_selection": True,
         "subspace_samples": 128, "pretrain_samples": 256, "pretrain_data": "auto", "subspace_batch_size": 32,
         "analysis": True,
     }
@@ -210,6 +233,8 @@ class FwdPrompt(Strategy):
         for key in ("threshold", "threshold_pre"):
             if not 0.0 < float(hp[key]) <= 1.0:
                 raise UserError(f"fwd-prompt: --set {key}={hp[key]!r}: expected a number in (0, 1]")
+        if not isinstance(hp["diversify_selection"], bool):
+            raise UserError(f"fwd-prompt: --set diversify_selection={hp['diversify_selection']!r}: expected true or false")
         if hp["insert_offset"] not in (0, 1):
             raise UserError(f"fwd-prompt: --set insert_offset={hp['insert_offset']!r}: expected 0 or 1")
         source = str(hp["pretrain_data"])
@@ -286,12 +311,25 @@ class FwdPrompt(Strategy):
         vision = self.backbone.vision_features(batch["pixel_values"])
         embeds = self.backbone.embed(batch["input_ids"], self.backbone.project(vision))
         q = self.query(batch, vision)
-        idx, sim = select_top(q, self.keys, int(self.hparams["top_n"]))
+        earlier = self._earlier_frequency() if training else None
+        if earlier is not None:
+            idx, sim = select_diversified(q, self.keys, int(self.hparams["top_n"]), earlier)
+        else:
+            idx, sim = select_top(q, self.keys, int(self.hparams["top_n"]))
         chosen = self.prompts[idx].flatten(1, 2)  # [B, N * n_p, d]
         embeds, mask, labels = insert_after_bos(embeds, batch["attention_mask"], batch.get("labels"), chosen,
                                                 offset=int(self.hparams["insert_offset"]))
         self._count_usage(idx, training)
         return ModelInputs(embeds, mask, labels, extras={"selected": idx, "similarity": sim})
+
+    def _earlier_frequency(self) -> torch.Tensor | None:
+        """Selections per pool entry while training the tasks before the current one (None: no penalty)."""
+        if not self.hparams["diversify_selection"] or self.current_task <= 0:
+            return None
+        earlier = [self.train_usage[t.name] for t in self.tasks[:self.current_task] if t.name in self.train_usage]
+        if not earlier:
+            return None
+        return torch.tensor(earlier, dtype=torch.float64, device=self.keys.device).sum(dim=0)
 
     def _count_usage(self, idx: torch.Tensor, training: bool) -> None:
         counts = torch.bincount(idx.flatten().cpu(), minlength=int(self.hparams["pool_size"])).tolist()
@@ -530,6 +568,7 @@ class FwdPrompt(Strategy):
             "free_dims_per_task": [r["free_dims_during_task"] for r in self.task_records],
             "free_space_warnings": self.free_space_warnings,
             "project_first_task": hp["project_first_task"], "subspace_rows": hp["subspace_rows"],
+            "diversify_selection": hp["diversify_selection"],
             "prompt_usage_train": self.train_usage,
             "prompt_usage_eval_last_stage": {"stage": last_stage, "counts": self.eval_usage.get(last_stage, {})},
             "prompt_pool": pool_use(self.train_usage, self.eval_usage.get(last_stage, {}), int(hp["top_n"])),

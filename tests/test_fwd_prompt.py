@@ -423,3 +423,34 @@ def test_default_is_the_literal_formula_and_keeps_room(backbone, data) -> None:
     delta = _steps(strategy, _batch(backbone, data[1]))
     assert delta.norm() > 1e-3 and _rel(delta - delta @ P @ P.T, delta) < 1e-5
     assert strategy.free_dims() == 40
+
+
+def test_diversified_selection_ranks_unused_entries_first() -> None:
+    from mcit_bench.methods.fwd_prompt import select_diversified, select_top
+
+    keys = torch.eye(6)
+    query = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.5]])  # cosine order: 0, 1, 2, 3, 4, 5
+    assert select_top(query, keys, 2)[0].tolist() == [[0, 1]]
+    used = torch.tensor([10.0, 10.0, 0.0, 0.0, 0.0, 0.0])  # an earlier task trained 0 and 1
+    idx, sim = select_diversified(query, keys, 2, used)
+    assert idx.tolist() == [[2, 3]]  # the unused entries, best cosine first
+    assert torch.equal(sim, select_top(query, keys, 2)[1])  # the key loss sees the plain cosines
+    # every entry used: the frequency-weighted distance decides (entry 0 used least wins despite rank)
+    idx, _ = select_diversified(query, keys, 1, torch.tensor([1.0, 50.0, 50.0, 50.0, 50.0, 50.0]))
+    assert idx.tolist() == [[0]]
+
+
+@pytest.mark.parametrize("diversify", [True, False])
+def test_training_selection_avoids_earlier_tasks_entries(backbone, data, diversify: bool) -> None:
+    from types import SimpleNamespace
+
+    strategy = _strategy(backbone, top_n=1, diversify_selection=diversify)
+    strategy.tasks = [SimpleNamespace(name="styles"), SimpleNamespace(name="chart")]
+    batch = _batch(backbone, [data[1][4]])
+    with torch.no_grad():
+        strategy.keys[3] = strategy.query(batch)[0]  # entry 3 is the best match by cosine
+    strategy.current_task = 1
+    strategy.train_usage = {"styles": [0, 0, 0, 8, 0, 0, 0, 0, 0, 0][:strategy.hparams["pool_size"]]}
+    trained = strategy.prepare_inputs(batch, training=True).extras["selected"].item()
+    assert (trained != 3) if diversify else (trained == 3)
+    assert strategy.prepare_inputs(batch, training=False).extras["selected"].item() == 3  # inference: cosine
