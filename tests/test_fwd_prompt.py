@@ -454,3 +454,21 @@ def test_training_selection_avoids_earlier_tasks_entries(backbone, data, diversi
     trained = strategy.prepare_inputs(batch, training=True).extras["selected"].item()
     assert (trained != 3) if diversify else (trained == 3)
     assert strategy.prepare_inputs(batch, training=False).extras["selected"].item() == 3  # inference: cosine
+
+
+def test_effective_dims_count_what_survives_the_residual_step(backbone, capsys) -> None:
+    """Sequential composition: U_pre = span(e_0..e_9), memory = span(e_0..e_7): the update projector has 10
+    dimensions but only e_8, e_9 of the gradient survive, so the warning fires on the effective count."""
+    strategy = _strategy(backbone, compose="sequential", prompt_length=5)
+    eye = torch.eye(backbone.hidden_size, dtype=torch.float64)
+    strategy.set_subspaces(eye[:, :8], eye[:, :10])
+    strategy.current_task = 1
+    assert strategy.free_dims() == 10 and strategy.effective_dims() == pytest.approx(2.0)
+    strategy._check_free_space(1, "chart")
+    assert "2 effective" in capsys.readouterr().out
+    assert strategy.report()["free_space_warnings"] == [
+        {"task": "chart", "index": 1, "free_dims": 10, "effective_dims": 2.0, "prompt_length": 5}]
+    exact = _strategy(backbone, compose="exact")
+    exact.set_subspaces(eye[:, :8], eye[:, :10])
+    exact.current_task = 1
+    assert exact.free_dims() == 2 and exact.effective_dims() == pytest.approx(2.0)  # a projector: equal
