@@ -22,7 +22,9 @@ RECONSTRUCTED (the paper publishes no code and its hyper-parameters were not acc
 these is a named hyper-parameter below:
 
 * pool size, prompt length, top-N, key-loss weight, learning rate (``pool_size``, ``prompt_length``,
-  ``top_n``, ``key_loss_weight``, ``lr``): L2P-style values, not the paper's;
+  ``top_n``, ``key_loss_weight``, ``lr``): L2P-style values, not the paper's. ``pool_size=20`` (the top of
+  the spec's 10..20) holds ``top_n`` entries for each of six tasks, so with ``diversify_selection`` every
+  task of a UCIT-length order trains entries of its own;
 * query = concatenation of the L2-normalised mean-pooled frozen vision features and the L2-normalised
   instruction-text features (``query_image``: vision | clip | none; ``query_text``: llm = mean-pooled
   frozen LLM token embeddings of the instruction, clip = CLIP text tower, none);
@@ -211,7 +213,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 @register_method("fwd-prompt", "fwd_prompt", "fwdprompt")
 class FwdPrompt(Strategy):
     defaults = {
-        "lr": 1e-2, "pool_size": 10, "prompt_length": 5, "top_n": 3, "key_loss_weight": 0.1,
+        "lr": 1e-2, "pool_size": 20, "prompt_length": 5, "top_n": 3, "key_loss_weight": 0.1,
         "query_image": "vision", "query_text": "llm", "insert_offset": 1, "prompt_init": "vocab",
         "projection": "residual+pretrained", "forward_mode": "project", "beta": 1.0, "compose": "sequential",
         "project_update": True, "memory_space": "full", "threshold": 0.97, "threshold_pre": 0.97,

@@ -450,7 +450,7 @@ def test_training_selection_avoids_earlier_tasks_entries(backbone, data, diversi
     with torch.no_grad():
         strategy.keys[3] = strategy.query(batch)[0]  # entry 3 is the best match by cosine
     strategy.current_task = 1
-    strategy.train_usage = {"styles": [0, 0, 0, 8, 0, 0, 0, 0, 0, 0][:strategy.hparams["pool_size"]]}
+    strategy.train_usage = {"styles": [8 if i == 3 else 0 for i in range(strategy.hparams["pool_size"])]}
     trained = strategy.prepare_inputs(batch, training=True).extras["selected"].item()
     assert (trained != 3) if diversify else (trained == 3)
     assert strategy.prepare_inputs(batch, training=False).extras["selected"].item() == 3  # inference: cosine
