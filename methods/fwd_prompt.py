@@ -174,14 +174,19 @@ def select_diversified(query: torch.Tensor, keys: torch.Tensor, n: int,
 def pool_use(train: dict[str, list[int]], inference: dict[str, list[int]], top_n: int) -> dict[str, Any]:
     """Which pool entries each task trained and which are selected at inference (pool collapse shows as
     every task training the same ``top_n`` entries). An entry counts as used by a task when it was picked
-    for at least 5% of that task's selections (selections = samples x top_n)."""
+    for at least 5% of that task's selections (selections = samples x top_n). ``own_selection_pct``: per
+    task, the share of its test samples' selections that picked entries its own training used (the
+    method's task identification; entries shared by several tasks count as own for each)."""
     def used(counts: list[int]) -> list[int]:
         total = sum(counts)
         return [i for i, c in enumerate(counts) if total and c / total >= 0.05]
 
     trained = {task: used(c) for task, c in train.items()}
     distinct = sorted(set().union(*trained.values())) if trained else []
+    own = {task: round(100.0 * sum(c[i] for i in trained[task]) / sum(c), 2)
+           for task, c in inference.items() if task in trained and sum(c)}
     return {"trained": trained, "selected_at_inference": {task: used(c) for task, c in inference.items()},
+            "own_selection_pct": own,
             "distinct_trained": len(distinct),
             "collapsed": len(trained) > 1 and len({tuple(v) for v in trained.values()}) == 1 and
             all(len(v) <= top_n for v in trained.values())}
@@ -575,6 +580,7 @@ class FwdPrompt(Strategy):
     def report(self) -> dict[str, Any]:
         hp = self.hparams
         last_stage = max(self.eval_usage) if self.eval_usage else None
+        pool = pool_use(self.train_usage, self.eval_usage.get(last_stage, {}), int(hp["top_n"]))
         return {
             "pool_size": hp["pool_size"], "prompt_length": hp["prompt_length"], "top_n": hp["top_n"],
             "query": f"{hp['query_image']}+{hp['query_text']}", "projection": hp["projection"],
@@ -588,7 +594,9 @@ class FwdPrompt(Strategy):
             "diversify_selection": hp["diversify_selection"],
             "prompt_usage_train": self.train_usage,
             "prompt_usage_eval_last_stage": {"stage": last_stage, "counts": self.eval_usage.get(last_stage, {})},
-            "prompt_pool": pool_use(self.train_usage, self.eval_usage.get(last_stage, {}), int(hp["top_n"])),
+            "prompt_pool": pool, "task_identification_last":
+                round(sum(pool["own_selection_pct"].values()) / len(pool["own_selection_pct"]), 2)
+                if pool["own_selection_pct"] else None,
         }
 
     # ------------------------------------------------------------------ resume

@@ -299,7 +299,7 @@ def test_quick_run_reports_analysis_and_resumes_identically(tmp_path: Path, micr
     run = full / "run"
     summary = json.loads((run / "summary.json").read_text())
     cfg = summary["strategy"]
-    assert summary["trainable_parameters"] == 10 * 5 * 128 + 10 * (64 + 128)  # pool + keys only
+    assert summary["trainable_parameters"] == 20 * 5 * 128 + 20 * (64 + 128)  # pool + keys only
     assert cfg["projection"] == "residual+pretrained" and cfg["pretrain_source"].startswith("benchmark:synthetic")
     ranks = cfg["memory_rank_after_task"]
     assert len(ranks) == 6 and ranks == sorted(ranks) and ranks[0] > 0
@@ -409,6 +409,9 @@ def test_pool_use_reports_collapse() -> None:
     assert same["trained"] == {"a": [0, 2, 3], "b": [0, 2, 3]} and same["collapsed"] and same["distinct_trained"] == 3
     apart = pool_use({"a": [50, 50, 50, 0, 0], "b": [0, 0, 50, 50, 50]}, {}, top_n=3)
     assert not apart["collapsed"] and apart["distinct_trained"] == 5
+    # b's test samples picked entries 2, 3, 4 (its own) 30 times and entry 0 (a's alone) 10 times
+    picked = pool_use({"a": [50, 50, 50, 0, 0], "b": [0, 0, 50, 50, 50]}, {"b": [10, 0, 10, 10, 10]}, top_n=3)
+    assert picked["own_selection_pct"] == {"b": 75.0}
 
 
 def test_default_is_the_literal_formula_and_keeps_room(backbone, data) -> None:
