@@ -46,7 +46,7 @@ def predict(strategy: Strategy, records: Any, collate: Callable, batch_size: int
         batch_size = max(1, min(batch_size, -(-len(records) // world)))
     starts = list(range(0, len(records), batch_size))
     mine: dict[int, list[str]] = {}
-    for start in starts[distributed.rank()::distributed.world_size()]:
+    for start in starts[distributed.rank()::world]:
         chunk = records[start:start + batch_size]
         if isinstance(chunk, dict):  # datasets slices are dicts of columns
             chunk = [dict(zip(chunk, values)) for values in zip(*chunk.values())]

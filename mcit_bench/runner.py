@@ -166,9 +166,8 @@ def execute(plan: Plan, progress: bool = True,
     ``on_stage(stage, summary)`` is called once each stage is evaluated and on disk (also for stages a
     resumed run had finished before); an exception it raises stops the run there (tuning prunes so).
     """
-    from .console import library_output_to_log
-
     from . import distributed
+    from .console import library_output_to_log
 
     # rank 0 alone writes the run folder; the other ranks' library output (the same messages) is dropped
     with library_output_to_log(plan.run_dir, to_file=distributed.rank() == 0):

@@ -33,7 +33,7 @@ receives ``context.run_dir`` (the other ranks get None and must not write).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -175,6 +175,11 @@ class Strategy(nn.Module):
         from . import distributed
 
         return distributed.all_reduce(tensor)
+
+    @classmethod
+    def all_reduce_counts(cls, counts: Sequence[int | float]) -> list[int]:
+        """Integer counts summed over the ranks (the counts themselves on one process)."""
+        return [int(v) for v in cls.all_reduce(torch.tensor([float(c) for c in counts], dtype=torch.float64))]
 
     @staticmethod
     def all_gather(obj: Any) -> list[Any]:

@@ -360,7 +360,7 @@ class FwdPrompt(Strategy):
         if stage > 0 and self._eval_cell is not None:  # prompt usage of this cell, summed over the ranks
             table = self.eval_usage.setdefault(stage, {})
             counts = table.get(self._eval_cell[1], [0] * int(self.hparams["pool_size"]))
-            table[self._eval_cell[1]] = [int(v) for v in self.all_reduce(torch.tensor(counts, dtype=torch.float64))]
+            table[self._eval_cell[1]] = self.all_reduce_counts(counts)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         inputs = self.prepare_inputs(batch, training=True)
@@ -447,7 +447,7 @@ class FwdPrompt(Strategy):
             rows = self._svd_rows(embeds, batch)
             G += subspace.gram(rows)
             tokens += rows.shape[0]
-        return self.all_reduce(G), len(picked), int(self.all_reduce(torch.tensor(float(tokens), dtype=torch.float64)))
+        return self.all_reduce(G), len(picked), self.all_reduce_counts([tokens])[0]
 
     def _svd_rows(self, embeds: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """Rows [n, d] of the input-embedding matrix that enter the SVD (``subspace_rows``)."""
@@ -521,7 +521,7 @@ class FwdPrompt(Strategy):
     @torch.no_grad()
     def after_task(self, task_index: int, task: Any, train_data: Any) -> None:
         usage = self.train_usage.get(task.name, [0] * int(self.hparams["pool_size"]))  # summed over the ranks
-        self.train_usage[task.name] = [int(v) for v in self.all_reduce(torch.tensor(usage, dtype=torch.float64))]
+        self.train_usage[task.name] = self.all_reduce_counts(usage)
         if self.hparams["projection"] == "none" and not self.hparams["analysis"]:
             return
         seed = (self.context.seed if self.context else 0) * 1000 + task_index + 1

@@ -373,7 +373,7 @@ class MAny(Strategy):
                 handle.remove()
         # sums over every rank's share (identity on one process); keys: the layer groups, in one order
         proto_sum = self.all_reduce(proto_sum)
-        tokens, n_images = (int(v) for v in self.all_reduce(torch.tensor([tokens, n_images], dtype=torch.float64)))
+        tokens, n_images = self.all_reduce_counts([tokens, n_images])
         grams = {g: self.all_reduce(grams[g]) for g in sorted(grams)}
         if self.hparams["lpm_gram"] == "mean" and tokens:
             grams = {g: G / tokens for g, G in grams.items()}
@@ -449,7 +449,7 @@ class MAny(Strategy):
     def on_evaluate_end(self, stage: int, task_index: int) -> None:
         if self.use_cpm and 0 < self.prototypes.shape[0] and task_index < self.prototypes.shape[0] and stage > 0:
             cell = self.routing.setdefault(str(stage), {}).setdefault(self.tasks[task_index].name, [0, 0])
-            cell[:] = [int(v) for v in self.all_reduce(torch.tensor(cell, dtype=torch.float64))]
+            cell[:] = self.all_reduce_counts(cell)
 
     def _count_routing(self, weights: torch.Tensor) -> None:
         if self._eval_cell is None or self._eval_cell[1] >= weights.shape[1]:

@@ -236,7 +236,7 @@ class ModalPrompt(Strategy):
 
     def on_evaluate_end(self, stage: int, task_index: int) -> None:
         counts = self._selection[str(stage)][str(task_index)]  # this cell's counts, summed over the ranks
-        counts[:] = [int(v) for v in self.all_reduce(torch.tensor(counts, dtype=torch.float64))]
+        counts[:] = self.all_reduce_counts(counts)
 
     def _count_identification(self, guide: torch.Tensor) -> None:
         """Top-1 prompt == the sample's own task (only for columns whose task has a prompt already)."""
