@@ -29,6 +29,12 @@ shuffled options; 95% on held-out questions with canonical order, recipe r5). Ch
 left to right (the letter was the bar's position): trained after icons and scene_caption at 550 steps
 it reached 63, the canonical order 100.
 
+Each task draws its images in a visual domain of its own (``TASK_DOMAINS``: paper with brush strokes,
+a scientific figure, a snapshot of a wall and a table, white icon tiles on a dark panel, a grey 3D-render
+floor with shadows, sky over earth), as UCIT's six tasks come from six image sources; the pre-training
+mixture and the CLIP pairs draw in all of them (and a plain grey one), as a real backbone has seen photos,
+charts, icons and renders.
+
 Everything is deterministic given (seed, task, split, index); no file is read or downloaded.
 """
 from __future__ import annotations
@@ -57,7 +63,23 @@ STYLE_CLASSES: dict[str, tuple[str, str]] = {
     "drax": ("blue", "cross"),
     "fenn": ("green", "square"),
 }
-RENDER_STYLES = ("filled", "outline", "hatched", "noisy")
+# Pixel noise is VizWiz's (degraded_caption's) alone: an art rendition is a mosaic, not a noisy photo.
+RENDER_STYLES = ("filled", "outline", "hatched", "mosaic")
+
+# The visual domain of each task's images (drawing.DOMAINS), after UCIT's image sources.
+TASK_DOMAINS: dict[str, str] = {
+    "styles": "canvas",  # ImageNet-R: art renditions
+    "chart": "figure",  # ArxivQA: scientific figures
+    "degraded_caption": "snapshot",  # VizWiz: blind users' photos
+    "icons": "iconboard",  # IconQA: icons
+    "count_math": "render",  # CLEVR-Math: 3D renders
+    "scene_caption": "outdoor",  # Flickr30k: natural photos
+}
+# Pre-training draws objects in every domain but the figure's (charts are drawn as figures).
+PRETRAIN_DOMAINS = ("plain", "canvas", "snapshot", "iconboard", "render", "outdoor")
+# How a CLIP caption names the domain ("a painting: ..."), as web captions say "a photo of", "a drawing of".
+DOMAIN_WORDS = {"plain": "", "canvas": "a painting: ", "snapshot": "a photo: ", "iconboard": "icons: ",
+                "render": "a render: ", "outdoor": "outdoors: "}
 QUALITIES = ("blurry", "dark", "noisy")
 
 Record = dict[str, Any]
@@ -82,7 +104,8 @@ def _distinct_cells(rng: random.Random, n: int) -> list[int]:
 def make_styles(rng: random.Random) -> Record:
     name = rng.choice(sorted(STYLE_CLASSES))
     colour, shape = STYLE_CLASSES[name]
-    image = big_object(colour, shape, rng, style=rng.choice(RENDER_STYLES), scale=rng.uniform(0.55, 0.8))
+    image = big_object(colour, shape, rng, style=rng.choice(RENDER_STYLES), scale=rng.uniform(0.55, 0.8),
+                       domain=TASK_DOMAINS["styles"])
     return _record(image, "What kind of object is rendered in this image? Answer with its name.", name)
 
 
@@ -117,7 +140,8 @@ def _degraded_refs(quality: str, colour: str, shape: str) -> list[str]:
 
 def make_degraded_caption(rng: random.Random) -> Record:
     colour, shape, quality = rng.choice(COLOUR_NAMES), rng.choice(SHAPES), rng.choice(QUALITIES)
-    image = degrade(big_object(colour, shape, rng, scale=rng.uniform(0.5, 0.75)), quality, rng)
+    image = degrade(big_object(colour, shape, rng, scale=rng.uniform(0.5, 0.75), domain=TASK_DOMAINS["degraded_caption"]),
+                    quality, rng)
     refs = _degraded_refs(quality, colour, shape)
     return _record(image, "Describe this photo in one sentence.", refs[0], references=refs)
 
@@ -131,7 +155,8 @@ def make_icons(rng: random.Random) -> Record:
     icons = [(c, rng.choice(SHAPES), cell) for c, cell in zip(colours, _distinct_cells(rng, len(colours)))]
     options = sorted(kinds, key=COLOUR_NAMES.index)  # canonical colour order (see make_chart)
     prompt = _mc_prompt("Which colour of icon appears most often in the picture?", options)
-    return _record(grid_scene(icons), prompt, LETTERS[options.index(kinds[winner])], choices=options)
+    return _record(grid_scene(icons, TASK_DOMAINS["icons"], rng), prompt, LETTERS[options.index(kinds[winner])],
+                   choices=options)
 
 
 def make_count_math(rng: random.Random) -> Record:
@@ -153,7 +178,7 @@ def make_count_math(rng: random.Random) -> Record:
         colour, k = rng.choice(COLOUR_NAMES), rng.randint(1, 3)
         question, answer = f"Add {k} {colour} object{'s' if k > 1 else ''}.", len(objects) + k
     ask = "How many objects are there?" if family == 2 else "How many objects are left?"
-    return _record(grid_scene(objects), f"{question} {ask}", str(answer))
+    return _record(grid_scene(objects, TASK_DOMAINS["count_math"], rng), f"{question} {ask}", str(answer))
 
 
 def _scene_refs(a: str, rel: str, b: str, inverse: str) -> list[str]:
@@ -178,7 +203,7 @@ def make_scene_caption(rng: random.Random) -> Record:
         row, (col1, col2) = rng.randrange(GRID), sorted(rng.sample(range(GRID), 2))
         cells = (row * GRID + col1, row * GRID + col2)
         rel, inverse = "to the left of", "to the right of"
-    image = grid_scene([(c1, s1, cells[0]), (c2, s2, cells[1])])
+    image = grid_scene([(c1, s1, cells[0]), (c2, s2, cells[1])], TASK_DOMAINS["scene_caption"], rng)
     refs = _scene_refs(f"{c1} {s1}", rel, f"{c2} {s2}", inverse)
     return _record(image, "Write a short caption for this scene.", refs[0], references=refs)
 
@@ -214,6 +239,18 @@ TASKS: list[TaskSpec] = [
 # captioning, answering with an option's letter. The six tasks ask NEW question types and answer
 # formats over these skills (e.g. "which bar is the tallest?" with lettered options vs "what colour is
 # the tallest bar?"), so a task has to be learned, but forward transfer has something to build on.
+def _domain(rng: random.Random) -> str:
+    return rng.choice(PRETRAIN_DOMAINS)
+
+
+def _scene(objects: list[tuple[str, str, int]], rng: random.Random):
+    return grid_scene(objects, _domain(rng), rng)
+
+
+def _one_object(colour: str, shape: str, rng: random.Random):
+    return big_object(colour, shape, rng, scale=rng.uniform(0.4, 0.8), domain=_domain(rng))
+
+
 def _maybe_degraded(image, rng: random.Random):
     # A third of the single-object photos are of poor quality (no quality word in the answer).
     return degrade(image, rng.choice(QUALITIES), rng) if rng.random() < 1 / 3 else image
@@ -221,13 +258,13 @@ def _maybe_degraded(image, rng: random.Random):
 
 def _pretrain_colour(rng: random.Random) -> Record:
     colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
-    image = _maybe_degraded(big_object(colour, shape, rng, scale=rng.uniform(0.4, 0.8)), rng)
+    image = _maybe_degraded(_one_object(colour, shape, rng), rng)
     return _record(image, "What colour is the object?", colour)
 
 
 def _pretrain_shape(rng: random.Random) -> Record:
     colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
-    image = _maybe_degraded(big_object(colour, shape, rng, scale=rng.uniform(0.4, 0.8)), rng)
+    image = _maybe_degraded(_one_object(colour, shape, rng), rng)
     return _record(image, "What shape is the object?", shape)
 
 
@@ -245,7 +282,7 @@ CAPTION_PROMPTS = ("Caption the image briefly.", "Describe the image.", "What is
 
 def _pretrain_count(rng: random.Random) -> Record:
     objects = _random_objects(rng, 1, 7)
-    return _record(grid_scene(objects), rng.choice(COUNT_PROMPTS), str(len(objects)))
+    return _record(_scene(objects, rng), rng.choice(COUNT_PROMPTS), str(len(objects)))
 
 
 def _pretrain_colour_count(rng: random.Random) -> Record:
@@ -253,7 +290,7 @@ def _pretrain_colour_count(rng: random.Random) -> Record:
     # Mostly a colour that is present (the count would otherwise nearly always be 0).
     colour = rng.choice([o[0] for o in objects]) if rng.random() < 0.8 else rng.choice(COLOUR_NAMES)
     n = sum(1 for o in objects if o[0] == colour)
-    return _record(grid_scene(objects), f"How many {colour} objects are there?", str(n))
+    return _record(_scene(objects, rng), f"How many {colour} objects are there?", str(n))
 
 
 def _pretrain_exists(rng: random.Random) -> Record:
@@ -263,7 +300,7 @@ def _pretrain_exists(rng: random.Random) -> Record:
     else:
         colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
     present = any(o[0] == colour and o[1] == shape for o in objects)
-    return _record(grid_scene(objects), f"Is there a {colour} {shape} in the picture?", "yes" if present else "no")
+    return _record(_scene(objects, rng), f"Is there a {colour} {shape} in the picture?", "yes" if present else "no")
 
 
 def _pretrain_caption(rng: random.Random) -> Record:
@@ -272,10 +309,10 @@ def _pretrain_caption(rng: random.Random) -> Record:
     prompt = rng.choice(CAPTION_PROMPTS)
     if rng.random() < 0.5:
         colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
-        image, text = _maybe_degraded(big_object(colour, shape, rng, scale=rng.uniform(0.4, 0.8)), rng), f"a {colour} {shape}"
+        image, text = _maybe_degraded(_one_object(colour, shape, rng), rng), f"a {colour} {shape}"
     else:
         objects = sorted(_random_objects(rng, 1, 2), key=lambda o: o[2])
-        image, text = grid_scene(objects), " and ".join(f"a {c} {s}" for c, s, _ in objects)
+        image, text = _scene(objects, rng), " and ".join(f"a {c} {s}" for c, s, _ in objects)
     return _record(image, prompt, text, references=[text])
 
 
@@ -291,8 +328,26 @@ def _pretrain_colour_choice(rng: random.Random) -> Record:
     options = rng.sample([c for c in COLOUR_NAMES if c != colour], rng.randint(2, 3)) + [colour]
     options.sort(key=COLOUR_NAMES.index)  # canonical colour order, the tasks' convention (see make_chart)
     prompt = _mc_prompt("What colour is the object?", options)
-    image = big_object(colour, shape, rng, scale=rng.uniform(0.4, 0.8))
-    return _record(image, prompt, LETTERS[options.index(colour)], choices=options)
+    return _record(_one_object(colour, shape, rng), prompt, LETTERS[options.index(colour)], choices=options)
+
+
+def _pretrain_shape_choice(rng: random.Random) -> Record:
+    """Letter answers beyond colours: the shape of the object, the shapes in canonical order."""
+    colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
+    options = sorted(rng.sample([s for s in SHAPES if s != shape], rng.randint(1, 3)) + [shape], key=SHAPES.index)
+    prompt = _mc_prompt("What shape is the object?", options)
+    return _record(_one_object(colour, shape, rng), prompt, LETTERS[options.index(shape)], choices=options)
+
+
+def _pretrain_bar_choice(rng: random.Random) -> Record:
+    """A letter question on a chart (a real MLLM has answered chart questions with options): the colour
+    of its tallest or shortest bar, the options the bars' colours in canonical order."""
+    heights, colours = _random_bars(rng)
+    extreme = rng.choice(("tallest", "shortest"))
+    answer = colours[heights.index(max(heights) if extreme == "tallest" else min(heights))]
+    options = sorted(colours, key=COLOUR_NAMES.index)
+    prompt = _mc_prompt(f"What colour is the {extreme} bar?", options)
+    return _record(bar_chart(heights, colours), prompt, LETTERS[options.index(answer)], choices=options)
 
 
 @lru_cache(maxsize=1)
@@ -313,12 +368,13 @@ def _pretrain_repeat(rng: random.Random) -> Record:
     words = [rng.choice(world_vocabulary()) for _ in range(rng.randint(2, 5))]
     objects = _random_objects(rng, 1, 3)
     text = " ".join(words)
-    return _record(grid_scene(objects), f"Repeat these words: {text}", text)
+    return _record(_scene(objects, rng), f"Repeat these words: {text}", text)
 
 
 PRETRAIN_MAKERS: list[Callable[[random.Random], Record]] = [
     _pretrain_colour, _pretrain_shape, _pretrain_count, _pretrain_colour_count, _pretrain_exists,
-    _pretrain_caption, _pretrain_bar_colour, _pretrain_colour_choice, _pretrain_repeat,
+    _pretrain_caption, _pretrain_bar_colour, _pretrain_colour_choice, _pretrain_shape_choice, _pretrain_bar_choice,
+    _pretrain_repeat,
 ]
 
 
@@ -414,17 +470,17 @@ _COUNT_WORDS = ("zero", "one", "two", "three", "four")
 def clip_pair(seed: int, index: int) -> tuple[Any, str]:
     """An (image, caption) pair for contrastive pre-training of the tiny CLIP towers: a big object
     (a third of them in a poor-quality photo), a few small objects in reading order, or a bar chart
-    with its bars ranked."""
+    with its bars ranked; objects in any pre-training domain, which the caption names."""
     rng = _rng(seed, "clip", "train", index)
-    kind = rng.random()
+    kind, domain = rng.random(), _domain(rng)
     if kind < 0.4:
         colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
-        image = _maybe_degraded(big_object(colour, shape, rng, scale=rng.uniform(0.4, 0.8)), rng)
-        return image, f"a big {colour} {shape}"
+        image = big_object(colour, shape, rng, scale=rng.uniform(0.4, 0.8), domain=domain)
+        return _maybe_degraded(image, rng), f"{DOMAIN_WORDS[domain]}a big {colour} {shape}"
     if kind < 0.8:
         objects = sorted(_random_objects(rng, 1, 3), key=lambda o: o[2])
         words = ", ".join(f"{c} {s}" for c, s, _ in objects)
-        return grid_scene(objects), f"{_COUNT_WORDS[len(objects)]} small objects: {words}"
+        return grid_scene(objects, domain, rng), f"{DOMAIN_WORDS[domain]}{_COUNT_WORDS[len(objects)]} small objects: {words}"
     heights, colours = _random_bars(rng)
     ranked = [c for _, c in sorted(zip(heights, colours), reverse=True)]
     return bar_chart(heights, colours), "bars from tallest to shortest: " + ", ".join(ranked)

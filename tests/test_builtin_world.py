@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from mcit_bench.benchmarks.drawing import CELL, COLOURS
@@ -81,3 +82,38 @@ def test_pretraining_asks_captions_and_counts_in_several_phrasings():
 
     prompts = {pretraining_record(0, i)["prompt"] for i in range(60 * len(PRETRAIN_MAKERS))}
     assert set(CAPTION_PROMPTS) <= prompts and set(COUNT_PROMPTS) <= prompts
+
+
+def test_nearest_prototype_accuracy_by_hand():
+    from mcit_bench.backbones.calibration import nearest_prototype_accuracy
+
+    train = {"a": torch.tensor([[1.0, 0.0], [1.0, 0.2]]), "b": torch.tensor([[0.0, 1.0], [0.2, 1.0]])}
+    # prototypes (1, .1) and (.1, 1): (1, .5) is nearer a, (.6, 1) nearer b, (1, .9) nearer a (cosine)
+    test = {"a": torch.tensor([[1.0, 0.5], [0.6, 1.0]]), "b": torch.tensor([[0.6, 1.0], [1.0, 0.9], [0.0, 3.0]])}
+    assert nearest_prototype_accuracy(train, test) == {"a": 50.0, "b": pytest.approx(200 / 3)}
+
+
+def test_each_task_draws_in_a_domain_of_its_own(monkeypatch: pytest.MonkeyPatch):
+    """UCIT's tasks come from six image sources. Even a coarse colour histogram routes most built-in test
+    images to their own task's prototype, far more than when every task draws in one shared domain (the
+    vision tower's routing is measured by `mcit-bench backbone build`)."""
+    from mcit_bench.backbones.calibration import nearest_prototype_accuracy
+    from mcit_bench.benchmarks import synthetic
+
+    def histograms(task: str, split: str) -> torch.Tensor:
+        """A coarse colour histogram (4 levels per channel: 64 bins) of each image."""
+        rows = []
+        for record in generate_records(task, split, 60, 0):
+            levels = np.asarray(record["image"], dtype=np.int64).reshape(-1, 3) // 64
+            rows.append(np.bincount(levels @ np.array([16, 4, 1]), minlength=64))
+        return torch.tensor(np.stack(rows), dtype=torch.float32)
+
+    def mean_routing() -> float:
+        accuracy = nearest_prototype_accuracy({t: histograms(t, "train") for t in TASK_MAKERS},
+                                              {t: histograms(t, "test") for t in TASK_MAKERS})
+        return sum(accuracy.values()) / len(accuracy)
+
+    own = mean_routing()
+    monkeypatch.setattr(synthetic, "TASK_DOMAINS", dict.fromkeys(synthetic.TASK_DOMAINS, "plain"))
+    shared = mean_routing()
+    assert own >= 85 and own >= shared + 20, (own, shared)

@@ -98,6 +98,7 @@ def test_backbone_build_prints_its_calibration(tmp_path: Path, capsys: pytest.Ca
     assert "recipe tiny-llava-nano-r" in text and f"written to {out}" in text
     assert "build time" in text and "final losses: clip_loss" in text and "lm_loss" in text
     assert "no shipped copy" in text  # only tiny-llava ships; the others are built on demand
+    assert "nearest-prototype routing on frozen vision features" in text and "scene_caption" in text
     verify_folder(out)  # every build writes its SHA256SUMS
     (tmp_path / "notabuild").mkdir()
     (tmp_path / "notabuild" / "keep.txt").write_text("mine")

@@ -1,6 +1,7 @@
 """``mcit-bench backbone build``: rebuild a built-in backbone from its recipe and print its calibration.
 
-The calibration is what the build records in its sidecar (build time, final pre-training losses),
+The calibration is what the build records in its sidecar (build time, final pre-training losses), the
+built-in benchmark's nearest-prototype task routing on the frozen vision tower (calibration.py),
 the recipe tag (``<name>-r<version>-<recipe hash>``, the ``backbone_checkpoint`` of run summaries)
 and whether the rebuilt weights are byte-identical (sha256) to the copy shipped with the package.
 ``--ship`` writes the build into the package, replacing the shipped copy of an earlier recipe.
@@ -73,5 +74,19 @@ def build_builtin(name: str, output: str | None = None, ship: bool = False, prog
     print(f"backbone {name}: recipe {tag}\n"
           f"  written to {folder}\n"
           f"  build time {sidecar.get('build_seconds')} s; final losses: {losses or 'n/a'}\n"
-          f"  weights: {compare_weights(built, shipped_sums)}", flush=True)
+          f"  weights: {compare_weights(built, shipped_sums)}\n"
+          f"  {routing_line(folder)}", flush=True)
     return 0
+
+
+def routing_line(folder: Path) -> str:
+    """The built-in benchmark's nearest-prototype routing per task on the build's frozen vision tower."""
+    from ..benchmark import load_benchmark
+    from .calibration import routing_calibration
+    from .llava import Backbone
+
+    n_train, n_test = 200, 100  # records are the same whatever the split size: only these are generated
+    accuracy = routing_calibration(Backbone.from_pretrained(folder),
+                                   load_benchmark("synthetic", train_size=n_train, test_size=n_test), n_train, n_test)
+    cells = ", ".join(f"{task} {value:.0f}" for task, value in accuracy.items())
+    return f"nearest-prototype routing on frozen vision features (% of 100 test images per task): {cells}"

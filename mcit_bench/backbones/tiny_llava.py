@@ -32,7 +32,7 @@ from .manifest import write_manifest
 
 NAME = "tiny-llava"
 ATTENTION = "eager"
-RECIPE_VERSION = "5"  # bump whenever the recipe code or the synthetic world changes
+RECIPE_VERSION = "6"  # bump whenever the recipe code or the synthetic world changes
 
 
 @dataclass(frozen=True)
