@@ -23,7 +23,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # 550: chart is learned late and abruptly. Bars listed left to right, trained alone from the r5
     # backbone: 42 at 350 steps, 46 at 450, 100 at 520 and 600; canonical options (the default): 100
     # after icons + scene_caption and after styles at 550. lora-ft's order-3 diagonal: 70.5 at 350 steps,
-    # 82.2 at 520 (bars left to right), 84.2 at 550 (canonical), ~0.08 s per step on 2 cores.
+    # 82.2 at 520 (bars left to right), 84.2 at 550 (canonical), ~0.08 s per step on 2 cores. Recipe r6
+    # (chart 93 at zero shot): order-3 diagonal 82.7 at 550 steps, 77.0 at 125 (docs/builtin-benchmark.md).
     "steps_per_task": 550,
     "warmup_ratio": 0.03,
     "grad_clip": 1.0,
