@@ -15,7 +15,7 @@ Linear(d, c) into the CLIP feature width c. Earlier tasks' prompts and transform
   PREVIOUS tasks by guide, then P_t. Inference (task-agnostic): top-min(t, K) over all learned tasks,
   so the inserted length stays <= K x ``prompt_length`` whatever the number of tasks
   (``inference_prompts: all`` inserts every learned prompt instead: the growing-cost variant that
-  scripts/bench_modalprompt_inference.py compares against).
+  tools/bench_modalprompt_inference.py compares against).
 * Prompts go right after BOS (``insert_after_bos(..., offset=1)``), labels ignored on them.
 * Loss = LM loss + (1 - mean_b cos(img_b, proto_t)) + (1 - mean_b cos(txt_b, proto_t)), returned as
   three named losses (``lm``, ``align_image``, ``align_text``) that the harness sums: the alignment

@@ -255,7 +255,7 @@ def test_inference_benchmark_script_runs(micro_backbone: Path) -> None:
     """The speed benchmark's plumbing (no timing asserted: speed is for the script to report)."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_modalprompt_inference.py"
+    path = Path(__file__).resolve().parents[1] / "tools" / "bench_modalprompt_inference.py"
     spec = importlib.util.spec_from_file_location("bench_modalprompt_inference", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -4,7 +4,7 @@ The subspaces depend only on the frozen backbone's input embeddings (no training
 dimensions of every task of an order can be computed without a run: U_pre before the first task, then
 each task's GPM extension of the memory. Prints a markdown table; ``--output`` writes it too.
 
-    python scripts/fwd_prompt_free_space.py --order 3 --output results/ablations/fwd_prompt_free_space.md
+    python tools/fwd_prompt_free_space.py --order 3 --output results/ablations/fwd_prompt_free_space.md
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--output")
     args = parser.parse_args()
     lines = [f"Fwd-Prompt free dimensions per task (built-in default, order {args.order}, d = 128, prompt_length 5;",
-             "the first task trains unprojected: d). Command: `python scripts/fwd_prompt_free_space.py "
+             "the first task trains unprojected: d). Command: `python tools/fwd_prompt_free_space.py "
              f"--order {args.order} --rows {args.rows} --thresholds {args.thresholds}`.", "",
              "| subspace_rows | threshold | rank U_pre | free dims per task | memory rank after |", "|---|---|---|---|---|"]
     for rows in args.rows.split(","):

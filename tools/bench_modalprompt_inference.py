@@ -9,8 +9,8 @@ Two timings per variant: ``fixed`` forces exactly ``--new-tokens`` generated tok
 same decoding work, so only the prompt length differs); ``natural`` stops at EOS as evaluation does.
 The variants alternate over ``--repeats`` rounds and the median round counts (shared CPUs are noisy).
 
-    python scripts/bench_modalprompt_inference.py --run /tmp/modalprompt-runs/order1   # trained prompts
-    python scripts/bench_modalprompt_inference.py --backbone tiny-llava-micro           # untrained prompts
+    python tools/bench_modalprompt_inference.py --run /tmp/modalprompt-runs/order1   # trained prompts
+    python tools/bench_modalprompt_inference.py --backbone tiny-llava-micro           # untrained prompts
 """
 from __future__ import annotations
 
