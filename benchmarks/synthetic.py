@@ -30,7 +30,7 @@ left to right (the letter was the bar's position): trained after icons and scene
 it reached 63, the canonical order 100.
 
 Each task draws its images in a visual domain of its own (``TASK_DOMAINS``: paper with brush strokes,
-a scientific figure, a snapshot of a wall and a table, white icon tiles on a dark panel, a grey 3D-render
+a scientific figure, a photo of a lamp-lit room, white icon tiles on a dark panel, a grey 3D-render
 floor with shadows, sky over earth), as UCIT's six tasks come from six image sources; the pre-training
 mixture and the CLIP pairs draw in all of them (and a plain grey one), as a real backbone has seen photos,
 charts, icons and renders.

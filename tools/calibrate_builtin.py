@@ -78,11 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_routing:
         from mcit_bench.backbones import load_backbone
-        from mcit_bench.backbones.calibration import routing_calibration
-        from mcit_bench.benchmark import load_benchmark
+        from mcit_bench.backbones.calibration import builtin_routing
 
-        routing = routing_calibration(load_backbone(args.backbone, progress=False),
-                                      load_benchmark("synthetic", train_size=200, test_size=100))
+        routing = builtin_routing(load_backbone(args.backbone, progress=False))
         print("\n| task | nearest-prototype routing (%) |\n|---|---|")
         for task, value in routing.items():
             print(f"| {task} | {value:.0f} |")

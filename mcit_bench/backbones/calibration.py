@@ -44,3 +44,15 @@ def routing_calibration(backbone: Any, benchmark: Any, n_train: int = 200, n_tes
         train[task.name] = pooled_vision_features(backbone, [train_split[i]["image"] for i in range(min(n_train, len(train_split)))])
         test[task.name] = pooled_vision_features(backbone, [test_split[i]["image"] for i in range(min(n_test, len(test_split)))])
     return nearest_prototype_accuracy(train, test)
+
+
+BUILTIN_TRAIN, BUILTIN_TEST = 200, 100  # images per task behind the built-in benchmark's routing figure
+
+
+def builtin_routing(backbone: Any) -> dict[str, float]:
+    """Routing accuracy (%) per task of the built-in benchmark: what `backbone build` prints. Only the records
+    used are generated (a record depends on its index, not on the split size)."""
+    from ..benchmark import load_benchmark
+
+    benchmark = load_benchmark("synthetic", train_size=BUILTIN_TRAIN, test_size=BUILTIN_TEST)
+    return routing_calibration(backbone, benchmark, BUILTIN_TRAIN, BUILTIN_TEST)

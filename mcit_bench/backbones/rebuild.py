@@ -81,12 +81,9 @@ def build_builtin(name: str, output: str | None = None, ship: bool = False, prog
 
 def routing_line(folder: Path) -> str:
     """The built-in benchmark's nearest-prototype routing per task on the build's frozen vision tower."""
-    from ..benchmark import load_benchmark
-    from .calibration import routing_calibration
+    from .calibration import BUILTIN_TEST, builtin_routing
     from .llava import Backbone
 
-    n_train, n_test = 200, 100  # records are the same whatever the split size: only these are generated
-    accuracy = routing_calibration(Backbone.from_pretrained(folder),
-                                   load_benchmark("synthetic", train_size=n_train, test_size=n_test), n_train, n_test)
+    accuracy = builtin_routing(Backbone.from_pretrained(folder))
     cells = ", ".join(f"{task} {value:.0f}" for task, value in accuracy.items())
-    return f"nearest-prototype routing on frozen vision features (% of 100 test images per task): {cells}"
+    return f"nearest-prototype routing on frozen vision features (% of {BUILTIN_TEST} test images per task): {cells}"
