@@ -159,6 +159,44 @@ def stages_to_evaluate(stage: int, n_tasks: int, eval_mode: str, joint: bool) ->
     return list(range(stage))
 
 
+@dataclass
+class Built:
+    """What a run trains and evaluates with, set up exactly as the runner does (also used by tools/bench_speed.py)."""
+
+    strategy: Any
+    tasks: list
+    collate_train: Any
+    collate_eval: Any
+    device: Any
+
+
+def build_strategy(plan: Plan, run_dir: Path | None, progress: bool = False) -> Built:
+    """Backbone loaded, strategy built and ``setup`` on the plan's tasks, seeded by the run's seed."""
+    import torch
+
+    from .backbones import load_backbone
+    from .collate import Collator
+    from .seeding import seed_everything
+    from .strategy import RunContext
+
+    cfg = plan.config
+    seed_everything(cfg.seed)
+    backbone = load_backbone(cfg.backbone, progress=progress, template=plan.hparams.get("template"),
+                             preferred_template=plan.benchmark.template)
+    strategy = plan.method_cls(backbone, plan.hparams)
+    tasks = [plan.benchmark.task(name) for name in plan.order]
+    collate_train = Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token,
+                             cache_mb=float(plan.hparams["collate_cache_mb"]))
+    collate_eval = Collator(backbone.processor, backbone.template, train=False, image_token=backbone.image_token)
+    # plugins write into the run folder too (analysis files): only rank 0 is given it
+    context = RunContext(plan.benchmark, tasks, cfg.seed, run_dir, collate_train, collate_eval)
+    seed_everything(cfg.seed)
+    strategy.setup(tasks, context)
+    device = torch.device("cuda" if cfg.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu")
+    strategy.to(device)
+    return Built(strategy, tasks, collate_train, collate_eval, device)
+
+
 def execute(plan: Plan, progress: bool = True,
             on_stage: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the plan; returns the summary. Library output goes to ``logs/console.log``.
@@ -178,11 +216,7 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
     import torch
 
     from . import distributed
-    from .backbones import load_backbone
-    from .collate import Collator
     from .progress import RunProgress
-    from .seeding import seed_everything
-    from .strategy import RunContext
 
     cfg, run_dir, order = plan.config, plan.run_dir, plan.order
     writer = distributed.rank() == 0
@@ -201,20 +235,10 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
     state = RunState(run_dir / STATE_FILE, writer=writer)
     state.data = distributed.broadcast(state.data)  # rank 0's view of what is done (--resume) for every rank
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    seed_everything(cfg.seed)
-    backbone = load_backbone(cfg.backbone, progress=progress, template=plan.hparams.get("template"),
-                             preferred_template=plan.benchmark.template)
-    strategy = plan.method_cls(backbone, plan.hparams)
-    tasks = [plan.benchmark.task(name) for name in order]
-    collate_train = Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token,
-                             cache_mb=float(plan.hparams["collate_cache_mb"]))
-    collate_eval = Collator(backbone.processor, backbone.template, train=False, image_token=backbone.image_token)
-    # plugins write into the run folder too (analysis files): only rank 0 is given it
-    context = RunContext(plan.benchmark, tasks, cfg.seed, run_dir if writer else None, collate_train, collate_eval)
-    seed_everything(cfg.seed)
-    strategy.setup(tasks, context)
-    device = torch.device("cuda" if cfg.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu")
-    strategy.to(device)
+    built = build_strategy(plan, run_dir if writer else None, progress)
+    state.data["seconds"]["setup"] = round(time.time() - started, 3)  # this process: imports done, load + setup
+    strategy, tasks, collate_train, collate_eval, device = (built.strategy, built.tasks, built.collate_train,
+                                                            built.collate_eval, built.device)
 
     trained = sorted(state.data["trained"])
     last_trained = trained[-1] if trained else 0
@@ -235,7 +259,10 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
             if writer:
                 from .checkpoints import save_checkpoint
 
+                saving = time.time()
                 save_checkpoint(run_dir, stage, strategy)
+                io = state.data["seconds"].setdefault("io", {})
+                io[str(stage)] = round(time.time() - saving, 3)
             state.data["trained"] = sorted(set(state.data["trained"]) | {stage})
             state.save()
         for col in stages_to_evaluate(stage, n, cfg.eval_mode, strategy.joint):
@@ -272,10 +299,6 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
 
 def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: Any, state: RunState,
                  display: Any) -> None:
-    import lightning as L
-    import torch
-    from torch.utils.data import DataLoader
-
     from . import distributed
     from .lightning_module import ContinualModule
     from .loggers import make_logger
@@ -296,31 +319,50 @@ def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: An
     collate.clear_cache()
     strategy.before_task(stage - 1, tasks[stage - 1], data)
     strategy.train()
-    batch_size = int(hp["batch_size"])
-    # The batches one process would draw, each split between the ranks (see ShardedBatchSampler).
-    # One generator for the sampler and the loader, as DataLoader(shuffle=True, generator=g) shares it.
-    generator = torch.Generator().manual_seed(seed)
-    sampler = ShardedBatchSampler(torch.utils.data.RandomSampler(data, generator=generator), batch_size,
-                                  drop_last=len(data) >= batch_size)
-    loader = DataLoader(_undecoded(data), batch_sampler=sampler, collate_fn=collate, generator=generator, num_workers=0)
+    loader = train_loader(data, collate, int(hp["batch_size"]), seed)
     module = ContinualModule(strategy, hp, total_steps=steps, stage=stage, task=tasks[stage - 1].name)
     writer = distributed.rank() == 0
-    trainer = L.Trainer(
-        max_steps=steps, max_epochs=-1, accelerator=cfg.accelerator, devices=cfg.devices,
-        strategy=_lightning_strategy(cfg, module), num_nodes=int(cfg.num_nodes), precision=cfg.precision,
-        logger=make_logger(cfg.logger, plan.run_dir, stage) if writer else False, enable_checkpointing=False,
-        enable_progress_bar=False, callbacks=[display.lightning_callback(stage)],  # one display for the whole run
-        enable_model_summary=False, num_sanity_val_steps=0,
-        gradient_clip_val=float(hp["grad_clip"]) or None, default_root_dir=str(plan.run_dir),
-        log_every_n_steps=max(1, min(50, steps // 4)), use_distributed_sampler=False,
-    )
+    trainer = make_trainer(plan, module, steps, callbacks=[display.lightning_callback(stage)],  # one display for the run
+                           logger=make_logger(cfg.logger, plan.run_dir, stage) if writer else False)
     trainer.fit(module, loader)
+    fitted = time.time()
     strategy.eval()
     strategy.after_task(stage - 1, tasks[stage - 1], data)
     strategy.merge(stage - 1)
     if distributed.active():  # statistics reduced across ranks leave every rank with the same state
         distributed.check_same_state(strategy.checkpoint()["tensors"], f"the merge of stage {stage}")
-    state.data["seconds"]["train"][str(stage)] = round(time.time() - start, 3)
+    seconds = state.data["seconds"]
+    seconds["train"][str(stage)] = round(time.time() - start, 3)  # all of it: data, fit, after_task, merge
+    seconds.setdefault("fit", {})[str(stage)] = round(fitted - start, 3)
+    seconds.setdefault("merge", {})[str(stage)] = round(time.time() - fitted, 3)  # after_task + merge
+
+
+def train_loader(data: Any, collate: Any, batch_size: int, seed: int) -> Any:
+    """The training batches of one stage, seeded by ``seed``: the batches one process would draw, each split
+    between the ranks (see ShardedBatchSampler)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    # One generator for the sampler and the loader, as DataLoader(shuffle=True, generator=g) shares it.
+    generator = torch.Generator().manual_seed(seed)
+    sampler = ShardedBatchSampler(torch.utils.data.RandomSampler(data, generator=generator), batch_size,
+                                  drop_last=len(data) >= batch_size)
+    return DataLoader(_undecoded(data), batch_sampler=sampler, collate_fn=collate, generator=generator, num_workers=0)
+
+
+def make_trainer(plan: Plan, module: Any, steps: int, callbacks: list, logger: Any) -> Any:
+    """The Lightning ``Trainer`` of one task (also what tools/bench_speed.py times against a plain loop)."""
+    import lightning as L
+
+    cfg, hp = plan.config, plan.hparams
+    return L.Trainer(
+        max_steps=steps, max_epochs=-1, accelerator=cfg.accelerator, devices=cfg.devices,
+        strategy=_lightning_strategy(cfg, module), num_nodes=int(cfg.num_nodes), precision=cfg.precision,
+        logger=logger, enable_checkpointing=False, enable_progress_bar=False, callbacks=callbacks,
+        enable_model_summary=False, num_sanity_val_steps=0,
+        gradient_clip_val=float(hp["grad_clip"]) or None, default_root_dir=str(plan.run_dir),
+        log_every_n_steps=max(1, min(50, steps // 4)), use_distributed_sampler=False,
+    )
 
 
 class ShardedBatchSampler:
@@ -423,8 +465,13 @@ def write_results(plan: Plan, state: RunState, strategy: Any, started: float, co
         "zero_shot": zero_shot_report(state.data["cells"].get("0", {}), tasks),
         "trainable_parameters": strategy.trainable_parameter_count(),
         "strategy": strategy.report(),
+        # train = fit + merge (after_task and merge) per stage; io = strategy checkpoints; setup = backbone
+        # loading and strategy setup in the last process (a resumed run sets up again)
         "timings": {"train_seconds": seconds["train"], "eval_seconds_total": round(sum(seconds["eval"].values()), 3),
                     "train_seconds_total": round(sum(seconds["train"].values()), 3),
+                    **{f"{part}_seconds_total": round(sum(seconds.get(part, {}).values()), 3)
+                       for part in ("fit", "merge", "io")},
+                    "setup_seconds": seconds.get("setup"),
                     "wall_seconds_this_process": round(time.time() - started, 3)},
         "environment": fingerprint(strategy),
     })
