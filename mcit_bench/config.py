@@ -28,6 +28,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "steps_per_task": 550,
     "warmup_ratio": 0.03,
     "grad_clip": 1.0,
+    "fused_optimizer": True,  # AdamW's fused kernel (CPU, CUDA); false: torch's per-tensor loop
     "eval_batch_size": 100,
     # MiB of per-record training encodings kept in memory (0 = none): later epochs skip image decoding,
     # image processing and tokenization

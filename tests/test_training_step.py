@@ -1,0 +1,37 @@
+"""The harness's training step: what it logs and which optimiser kernel it picks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mcit_bench.cli import main
+from mcit_bench.lightning_module import ContinualModule, fused_adamw
+
+from conftest import quick_args
+
+
+def test_logging_only_the_written_steps_writes_what_logging_every_step_wrote(
+        tmp_path: Path, micro_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 10 steps a task: log_every_n_steps = 2, so half the steps' values reach metrics.csv
+    args = ("--logger", "csv", "--set", "steps_per_task=10")
+    assert main(quick_args(tmp_path / "lean", "lora-ft", "1", *args)) == 0
+    monkeypatch.setattr(ContinualModule, "_logger_writes_this_step", lambda self: True)  # self.log every step
+    assert main(quick_args(tmp_path / "every", "lora-ft", "1", *args)) == 0
+    for stage in (1, 6):
+        lean = (tmp_path / "lean" / "run" / "logs" / f"stage{stage}" / "metrics.csv").read_text()
+        every = (tmp_path / "every" / "run" / "logs" / f"stage{stage}" / "metrics.csv").read_text()
+        assert lean == every
+        rows = lean.splitlines()
+        assert "train/lm" in rows[0] and "train/loss" in rows[0]
+        assert len(rows) == 1 + 5  # steps 2, 4, 6, 8, 10
+
+
+def test_fused_adamw_only_where_the_device_has_the_kernel() -> None:
+    cpu = [{"params": [torch.nn.Parameter(torch.zeros(2))]}]
+    meta = [{"params": [torch.nn.Parameter(torch.zeros(2, device="meta"))]}]
+    assert fused_adamw(cpu, True) is True
+    assert fused_adamw(cpu, False) is False  # --set fused_optimizer=false
+    assert fused_adamw(meta, True) is False
+    assert fused_adamw([{"params": []}], True) is False
