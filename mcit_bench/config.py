@@ -28,7 +28,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "steps_per_task": 550,
     "warmup_ratio": 0.03,
     "grad_clip": 1.0,
-    "fused_optimizer": True,  # AdamW's fused kernel (CPU, CUDA); false: torch's per-tensor loop
+    # AdamW's fused kernel (CPU, CUDA) instead of torch's per-tensor loop: 2 ms instead of 5 ms of a ~90 ms
+    # built-in step, 1.3% of a default run's training; off by default because its last-bit rounding changes
+    # the matrix like another seed (lora-ft order 3: avg 46.95 -> 39.98, mft 82.69 -> 81.92, docs/performance.md)
+    "fused_optimizer": False,
     "eval_batch_size": 100,
     # MiB of per-record training encodings kept in memory (0 = none): later epochs skip image decoding,
     # image processing and tokenization
