@@ -35,3 +35,26 @@ def test_fused_adamw_only_where_the_device_has_the_kernel() -> None:
     assert fused_adamw(cpu, False) is False  # --set fused_optimizer=false
     assert fused_adamw(meta, True) is False
     assert fused_adamw([{"params": []}], True) is False
+
+
+def test_speed_benchmark_runs_and_splits_a_run(tmp_path: Path, micro_backbone: Path) -> None:
+    """tools/bench_speed.py end to end on the micro backbone (no speed asserted: the script reports it)."""
+    import json
+    import subprocess
+    import sys
+
+    assert main(quick_args(tmp_path, "lora-ft", "1")) == 0
+    timings = json.loads((tmp_path / "run" / "summary.json").read_text())["timings"]
+    assert 0 < timings["fit_seconds_total"] <= timings["train_seconds_total"]
+    assert timings["merge_seconds_total"] >= 0 and timings["io_seconds_total"] > 0 and timings["setup_seconds"] > 0
+    out = tmp_path / "speed.txt"
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_speed.py"
+    subprocess.run([sys.executable, str(tool), "--backbone", "tiny-llava-micro", "--preset", "quick", "--order", "1",
+                    "--steps", "3", "--blocks", "2", "--eval-samples", "6", "--run", str(tmp_path / "run"),
+                    "--out", str(out)], check=True, capture_output=True)
+    report = out.read_text()
+    ratio = next(line for line in report.splitlines() if line.startswith("ratio harness / plain"))
+    assert float(ratio.split(":")[1].split()[0]) > 0
+    assert "of 2" in next(line for line in report.splitlines() if line.startswith("same answers"))  # 6 // 3 samples
+    split = [line for line in report.splitlines() if line.strip().endswith("%") and " s " in line]
+    assert len(split) == 6 and abs(sum(float(line.split()[-1][:-1]) for line in split) - 100) < 0.5

@@ -209,7 +209,7 @@ def measure(args: argparse.Namespace, folder: Path) -> None:
     strategy.before_task(0, task, data)
     strategy.train()
     loader = train_loader(data, built.collate_train, int(hp["batch_size"]), seed=plan.config.seed * 1000 + 1)
-    need = args.steps * 2
+    need = max(args.steps * 2, len(loader) + 10)  # into the second epoch: collation from the cache is timed too
     batches, cold, warm = [], [], []
     while len(batches) < need:  # the first epoch decodes and tokenises; later ones hit the collate cache
         start = time.perf_counter()
