@@ -183,15 +183,17 @@ def load_image(value: Any) -> Any:
 
 
 def left_pad(sequences: list[list[int]], label_seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    # Filled in numpy, converted once: a torch.tensor per row cost 1.5 ms of a 2.5 ms cached collation.
     width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    input_ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    labels = np.full((len(sequences), width), IGNORE_INDEX, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
     for row, (ids, labs) in enumerate(zip(sequences, label_seqs)):
-        input_ids[row, width - len(ids):] = torch.tensor(ids)
-        labels[row, width - len(labs):] = torch.tensor(labs)
+        input_ids[row, width - len(ids):] = ids
+        labels[row, width - len(labs):] = labs
         mask[row, width - len(ids):] = 1
-    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask),
+            "labels": torch.from_numpy(labels)}
 
 
 def insert_after_bos(

@@ -58,3 +58,15 @@ def test_cache_budget_and_eval_keys(micro_backbone):
     anonymous = Collator(backbone.processor, backbone.template, train=True, cache_mb=64)
     anonymous([{**r, "uid": ""} for r in records[:2]])
     assert not anonymous._cache
+
+
+def test_left_pad_by_hand() -> None:
+    import torch
+
+    from mcit_bench.collate import IGNORE_INDEX, left_pad
+
+    out = left_pad([[5, 6, 7], [8]], [[IGNORE_INDEX, 6, 7], [8]], pad_id=0)
+    assert out["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert out["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [IGNORE_INDEX, IGNORE_INDEX, 8]]
+    assert all(t.dtype == torch.long for t in out.values())
