@@ -133,6 +133,9 @@ def _add_tune(sub: Any) -> None:
     p.add_argument("--pruner", default="median", choices=["median", "none"],
                    help="median (default): stop a trial whose running avg after a task is below the median")
     p.add_argument("--startup-trials", type=int, default=3, help="completed trials before pruning starts (default 3)")
+    p.add_argument("--prune-from-task", type=int, default=2,
+                   help="first task after which a trial may be pruned (default 2: after task 1 the running avg "
+                        "holds no forgetting)")
     p.add_argument("--report", action="store_true", help="only rewrite ROOT/report.md from the stored studies")
     p.add_argument("--data-root", help="folder of a real benchmark in its native layout (ucit, coin)")
     p.add_argument("--image-root", help="image folder, if apart from --data-root")
@@ -356,6 +359,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     spec = TuneSpec(method=args.method, benchmark=args.benchmark, trials=args.trials, budget=args.budget,
                     preset=args.preset, order=args.order, seed=args.seed, backbone=args.backbone, root=args.root,
                     overrides=parse_set(args.overrides), pruner=args.pruner, startup_trials=args.startup_trials,
+                    prune_from_task=args.prune_from_task,
                     run_options=options)
     plan = plan_tune(spec)  # every name, key and range checked before the first trial
     print(f"tune {plan.method} on {spec.benchmark}: {spec.trials} trials, objective {plan.objective}; "

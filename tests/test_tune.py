@@ -90,7 +90,8 @@ def test_study_runs_is_interrupted_and_resumes_with_its_stored_trials(tmp_path: 
 
 
 def test_a_clearly_worse_trial_is_pruned_after_its_first_task(tmp_path: Path, micro_backbone: Path) -> None:
-    assert main(tune_args(tmp_path, "--trials", "1", "--startup-trials", "2")) == 0
+    first = ("--startup-trials", "2", "--prune-from-task", "1")
+    assert main(tune_args(tmp_path, "--trials", "1", *first)) == 0
     study = load(tmp_path)
     real = study.trials[0]
     assert real.state == TrialState.COMPLETE and set(real.intermediate_values) == {1}  # the running avg after task 1
@@ -100,7 +101,7 @@ def test_a_clearly_worse_trial_is_pruned_after_its_first_task(tmp_path: Path, mi
         study.add_trial(optuna.trial.create_trial(
             params={"lr": lr, "lora_r": 16}, distributions=real.distributions, value=200.0,
             intermediate_values={1: 200.0}))
-    assert main(tune_args(tmp_path, "--trials", "4", "--startup-trials", "2")) == 0
+    assert main(tune_args(tmp_path, "--trials", "4", *first)) == 0
     study = load(tmp_path)
     pruned = study.trials[3]
     assert pruned.state == TrialState.PRUNED and set(pruned.intermediate_values) == {1}
@@ -108,6 +109,23 @@ def test_a_clearly_worse_trial_is_pruned_after_its_first_task(tmp_path: Path, mi
     assert state["trained"] == [1] and state["complete"] is False  # the second task was never trained
     report = (tmp_path / "tuning" / "report.md").read_text()
     assert "| lora-ft | avg | 4 (3 / 1 / 0) |" in report
+    # the study keeps its pruning rule: the default (from task 2) on it is refused, before any trial
+    assert main(tune_args(tmp_path, "--trials", "5", "--startup-trials", "2")) == 2
+    assert len(load(tmp_path).trials) == 4
+
+
+def test_by_default_no_trial_is_pruned_after_the_first_task(tmp_path: Path, micro_backbone: Path) -> None:
+    # After task 1 the running avg is one score with no forgetting in it: the default prunes from task 2 on.
+    assert main(tune_args(tmp_path, "--trials", "1", "--startup-trials", "2")) == 0
+    study = load(tmp_path)
+    real = study.trials[0]
+    for lr in (1e-3, 2e-3):  # running avg 200 after task 1 (unreachable), nothing stored for later tasks
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": lr, "lora_r": 16}, distributions=real.distributions, value=200.0,
+            intermediate_values={1: 200.0}))
+    assert main(tune_args(tmp_path, "--trials", "4", "--startup-trials", "2")) == 0
+    kept = load(tmp_path).trials[3]
+    assert kept.state == TrialState.COMPLETE and set(kept.intermediate_values) == set(real.intermediate_values)
 
 
 def _space_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
