@@ -35,7 +35,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--backbone", default="tiny-llava")
     p.add_argument("--preset", default="default")
     p.add_argument("--steps", type=int, default=30, help="steps per timed block")
-    p.add_argument("--blocks", type=int, default=10, help="timed blocks of each loop, alternating")
+    p.add_argument("--blocks", type=int, default=20, help="timed blocks of each loop, alternating")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--eval-samples", type=int, default=100, help="test samples generated batched (bs 1: a third)")
     p.add_argument("--eval-task", default=None, help="task evaluated (default: the order's longest answers)")
@@ -71,8 +71,8 @@ def plain_loop(module: Any, batches: list[dict], precision: str, grad_clip: floa
     opt = module.configure_optimizers()
     optimizer, scheduler = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     strategy, times = module.strategy, []
-    for batch in batches:
-        start = time.perf_counter()
+    start = time.perf_counter()
+    for batch in as_loader(batches):  # the same loader the harness iterates: fetching is in both
         with autocast(precision):
             losses = strategy.train_step(batch)
         torch.stack(list(losses.values())).sum().backward()
@@ -83,8 +83,15 @@ def plain_loop(module: Any, batches: list[dict], precision: str, grad_clip: floa
         strategy.after_optimizer_step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
+        now = time.perf_counter()
+        times.append(now - start)
+        start = now
     return times
+
+
+def as_loader(batches: list[dict]) -> Any:
+    """A DataLoader yielding the collated batches as they are (one per step)."""
+    return torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
 
 
 def harness_loop(plan: Any, module: Any, batches: list[dict]) -> tuple[list[float], float]:
@@ -109,9 +116,8 @@ def harness_loop(plan: Any, module: Any, batches: list[dict]) -> tuple[list[floa
     # the run's own logger (CSV into the temporary folder): what it costs is part of the harness
     trainer = make_trainer(plan, module, len(batches), callbacks=[clock],
                            logger=make_logger(plan.config.logger, plan.run_dir, 1))
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)  # the batches as they are
     start = time.perf_counter()
-    trainer.fit(module, loader)
+    trainer.fit(module, as_loader(batches))
     wall = time.perf_counter() - start
     return [b - a for a, b in zip(clock.marks, clock.marks[1:])], wall
 
@@ -232,8 +238,12 @@ def measure(args: argparse.Namespace, folder: Path) -> None:
     plain, harness, startup, ratios = [], [], [], []
     for i in range(args.blocks):  # short alternating blocks: drifts in machine load hit both alike
         block = batches[(i % 2) * args.steps:(i % 2 + 1) * args.steps]
-        times = plain_loop(module, block, args.precision, clip)
-        steps, wall = harness_loop(plan, module, block)
+        if i % 2 == 0:  # ABBA: neither loop always runs right after the other
+            times = plain_loop(module, block, args.precision, clip)
+            steps, wall = harness_loop(plan, module, block)
+        else:
+            steps, wall = harness_loop(plan, module, block)
+            times = plain_loop(module, block, args.precision, clip)
         plain += times
         harness += steps
         startup.append(wall - sum(steps))
