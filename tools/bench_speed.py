@@ -182,9 +182,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from mcit_bench.console import library_output_to_log
-    from mcit_bench.evaluation import evaluate_cell
-    from mcit_bench.lightning_module import ContinualModule
-    from mcit_bench.runner import build_strategy, train_loader
 
     folder = Path(tempfile.mkdtemp(prefix="mcit-bench-speed-"))
     with library_output_to_log(folder):  # Lightning's banners and warnings go to the folder's log
