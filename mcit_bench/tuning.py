@@ -215,9 +215,14 @@ def open_study(plan_: TunePlan) -> Any:
 def _counts(study: Any) -> dict[str, int]:
     from optuna.trial import TrialState
 
-    states = [t.state for t in study.get_trials(deepcopy=False)]
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    # a trial cut off by a killed process is marked FAIL and continued by a later trial: not a failure
+    continued = {t.user_attrs.get("continues_trial") for t in trials}
+    interrupted = sum(t.state == TrialState.FAIL and t.number in continued for t in trials)
     return {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
-            "failed": states.count(TrialState.FAIL), "running": states.count(TrialState.RUNNING)}
+            "failed": states.count(TrialState.FAIL) - interrupted, "interrupted": interrupted,
+            "running": states.count(TrialState.RUNNING)}
 
 
 def requeue_interrupted(study: Any, echo: Callable[[str], None]) -> int:
@@ -339,7 +344,7 @@ def finish(plan_: TunePlan, study: Any, echo: Callable[[str], None] = print) -> 
                 "stream": plan_.stream, "budget": f"{spec.budget}: " + ", ".join(
                     f"{k}={v}" for k, v in plan_.resolved_budget.items()),
                 "trials": finished, "complete": counts["complete"], "pruned": counts["pruned"],
-                "failed": counts["failed"], "objective": objective_description(plan_.objective),
+                "failed": counts["failed"], "interrupted_and_continued": counts["interrupted"], "objective": objective_description(plan_.objective),
                 "best_value": round(best_value, 4), "best_trial": best.number,
                 "best_run": best.user_attrs.get("run_dir"),
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -353,7 +358,7 @@ def finish(plan_: TunePlan, study: Any, echo: Callable[[str], None] = print) -> 
             written = True
     report = write_report(root)
     echo(f"study {plan_.study_name}: {finished}/{plan_.spec.trials} finished ({counts['complete']} complete, "
-         f"{counts['pruned']} pruned, {counts['failed']} failed)"
+         f"{counts['pruned']} pruned, {counts['failed']} failed, {counts['interrupted']} interrupted and continued)"
          + (f"; best {plan_.objective}={best_value:.2f} with " + ", ".join(f"{k}={_short(v)}" for k, v in
                                                                        best_values.items()) if best_values else "")
          + (f"; written to {root / 'tuned.yaml'}" if written else "") + f"; report {report}")

@@ -12,6 +12,16 @@ REPORT_FILE = "report.md"
 
 
 @dataclass
+class TrialRow:
+    """One finished trial: its values, how it ended and its objective (the running avg where it was pruned)."""
+    number: int
+    params: dict[str, Any]
+    state: str  # "complete" or "pruned after task k"
+    value: float | None
+    seconds: float
+
+
+@dataclass
 class StudySummary:
     benchmark: str
     method: str
@@ -20,10 +30,12 @@ class StudySummary:
     complete: int
     pruned: int
     failed: int
+    interrupted: int  # cut off by a killed process and continued by a later trial with the same values
     best_value: float | None
     best_values: dict[str, Any]
     seconds: float
     values: list[float]  # objective of every completed trial
+    trials: list[TrialRow]
 
     @property
     def finished(self) -> int:
@@ -59,16 +71,34 @@ def collect(root: str | Path) -> list[StudySummary]:
             study = optuna.load_study(study_name=name, storage=storage)
             trials = study.get_trials(deepcopy=False)
             done = [t for t in trials if t.state == TrialState.COMPLETE]
+            continued = {t.user_attrs.get("continues_trial") for t in trials}
+            interrupted = sum(t.state == TrialState.FAIL and t.number in continued for t in trials)
+            rows = [_row(t, TrialState, trials) for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
             best = max(done, key=lambda t: t.value) if done else None
             protocol = study.user_attrs.get("protocol") or {}
             out.append(StudySummary(
                 benchmark=str(protocol.get("benchmark", db.parent.name)), method=str(protocol.get("method", db.stem)),
                 db=db, protocol=protocol, complete=len(done),
                 pruned=sum(t.state == TrialState.PRUNED for t in trials),
-                failed=sum(t.state == TrialState.FAIL for t in trials),
+                failed=sum(t.state == TrialState.FAIL for t in trials) - interrupted, interrupted=interrupted,
                 best_value=None if best is None else float(best.value), best_values={} if best is None else best.params,
-                seconds=study_seconds(study), values=[float(t.value) for t in done]))
+                seconds=study_seconds(study), values=[float(t.value) for t in done], trials=rows))
     return out
+
+
+def _row(trial: Any, states: Any, trials: list[Any]) -> TrialRow:
+    if trial.state == states.COMPLETE:
+        state, value = "complete", float(trial.value)
+    else:  # pruned: its last reported running avg
+        step = max(trial.intermediate_values) if trial.intermediate_values else None
+        state = "pruned" if step is None else f"pruned after task {step}"
+        value = None if step is None else float(trial.intermediate_values[step])
+    seconds, t = 0.0, trial
+    while t is not None:  # a continued trial's time includes the interrupted attempts it continued
+        seconds += float(t.user_attrs.get("seconds", 0.0))
+        before = t.user_attrs.get("continues_trial")
+        t = trials[before] if isinstance(before, int) and 0 <= before < len(trials) else None
+    return TrialRow(trial.number, dict(trial.params), state, value, seconds)
 
 
 def _fmt(value: Any) -> str:
@@ -97,13 +127,13 @@ def render_report(studies: list[StudySummary]) -> str:
                     f"{k}={v}" for k, v in (first.get("resolved_budget") or {}).items()) + ")",
                 f"- Order {first.get('order', 'n/a')}, seed {first.get('seed', 'n/a')}, backbone "
                 f"`{first.get('backbone', 'n/a')}`, base preset `{first.get('preset', 'n/a')}`", ""]
-        header = ["method", "objective", "trials (complete / pruned / failed)", "best", "best values",
+        header = ["method", "objective", "trials (complete / pruned / failed / interrupted)", "best", "best values",
                   "wall time (s)", "min", "median", "max", "IQR"]
         body = []
         for s in sorted(rows, key=lambda r: r.method):
             sp = spread(s.values)
             cells = [s.method, str(s.protocol.get("objective", "avg")),
-                     f"{s.finished} ({s.complete} / {s.pruned} / {s.failed})",
+                     f"{s.finished} ({s.complete} / {s.pruned} / {s.failed} / {s.interrupted})",
                      "n/a" if s.best_value is None else f"{s.best_value:.2f}",
                      ", ".join(f"{k}={_fmt(v)}" for k, v in s.best_values.items()) or "n/a", f"{s.seconds:.0f}"]
             cells += ["n/a"] * 4 if sp is None else [f"{sp[k]:.2f}" for k in ("min", "median", "max", "iqr")]
@@ -115,6 +145,11 @@ def render_report(studies: list[StudySummary]) -> str:
         spaces = [f"- `{s.method}`: " + ", ".join(f"{k} {v}" for k, v in (s.protocol.get("search_space") or {}).items())
                   for s in sorted(rows, key=lambda r: r.method)]
         out += ["Search spaces:", "", *spaces, ""]
+        out += ["Trials: `finished (complete / pruned / failed / interrupted)`; an interrupted trial was cut off by a "
+                "killed process and continued, from its last finished task, by a later trial with the same values; its "
+                "time counts in the wall time.", ""]
+        for s in sorted(rows, key=lambda r: r.method):
+            out += _trial_table(s)
         counts = {s.finished for s in rows}
         if len(counts) > 1:
             out += ["> **Note:** the studies hold different numbers of finished trials ("
@@ -123,6 +158,24 @@ def render_report(studies: list[StudySummary]) -> str:
         if len({str(s.protocol.get("resolved_budget")) for s in rows}) > 1:
             out += ["> **Note:** the studies were run with different budgets; they are not comparable.", ""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _trial_table(s: StudySummary) -> list[str]:
+    """Every finished trial of one study, sorted by its first hyper-parameter (the learning rate where declared),
+    so a reader sees over which band the method works."""
+    if not s.trials:
+        return []
+    names = list((s.protocol.get("search_space") or {}).keys()) or sorted({k for t in s.trials for k in t.params})
+    key = "lr" if "lr" in names else names[0]
+    trials = sorted(s.trials, key=lambda t: (t.params.get(key) is None, t.params.get(key, 0), t.number))
+    header = ["trial", *names, "ended", "avg (running avg where pruned)", "time (s)"]
+    out = [f"`{s.method}`, every finished trial by {key}:", "",
+           "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for t in trials:
+        cells = [str(t.number), *(_fmt(t.params.get(n, "n/a")) for n in names), t.state,
+                 "n/a" if t.value is None else f"{t.value:.2f}", f"{t.seconds:.0f}"]
+        out.append("| " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def write_report(root: str | Path) -> Path:

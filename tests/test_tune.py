@@ -81,7 +81,12 @@ def test_study_runs_is_interrupted_and_resumes_with_its_stored_trials(tmp_path: 
     assert "data seed 1" in prov["stream"] and "steps_per_task=2" in prov["budget"]
     assert prov["objective"].startswith("final avg") and prov["best_value"] == pytest.approx(study.best_value, abs=1e-4)
     report = (tmp_path / "tuning" / "report.md").read_text()
-    assert "| lora-ft | avg | 3 (3 / 0 / 1) |" in report and "IQR" in report  # the cut trial counts as failed
+    # the cut trial is counted as interrupted (not failed); the trial continuing it carries both attempts' time
+    assert "| lora-ft | avg | 3 (3 / 0 / 0 / 1) |" in report and "IQR" in report
+    assert prov["failed"] == 0 and prov["interrupted_and_continued"] == 1
+    both = cut.user_attrs["seconds"] + retried.user_attrs["seconds"]
+    row = next(line for line in report.splitlines() if line.startswith("| 2 | "))
+    assert row.endswith(f"| complete | {retried.value:.2f} | {both:.0f} |")
 
     # the same command on a finished study runs nothing more; another budget is refused, before any trial
     assert main(tune_args(tmp_path, "--trials", "3")) == 0
@@ -108,7 +113,9 @@ def test_a_clearly_worse_trial_is_pruned_after_its_first_task(tmp_path: Path, mi
     state = json.loads((Path(pruned.user_attrs["run_dir"]) / "state.json").read_text())
     assert state["trained"] == [1] and state["complete"] is False  # the second task was never trained
     report = (tmp_path / "tuning" / "report.md").read_text()
-    assert "| lora-ft | avg | 4 (3 / 1 / 0) |" in report
+    assert "| lora-ft | avg | 4 (3 / 1 / 0 / 0) |" in report
+    row = next(line for line in report.splitlines() if line.startswith("| 3 | "))
+    assert f"| pruned after task 1 | {pruned.intermediate_values[1]:.2f} |" in row
     # the study keeps its pruning rule: the default (from task 2) on it is refused, before any trial
     assert main(tune_args(tmp_path, "--trials", "5", "--startup-trials", "2")) == 2
     assert len(load(tmp_path).trials) == 4
