@@ -44,7 +44,7 @@ these is a named hyper-parameter below:
   update confined to span(U_pre); it can re-enter span(U) where the spaces are not nested.
   ``compose=exact`` composes the two projections exactly (update in span(U_pre) ∩ span(U)^⊥); on the
   built-in default that space is empty from the third task on for every choice of rows and threshold
-  tried (results/ablations/fwd_prompt_free_space.md): the prompts would be frozen, so it is a variant;
+  tried (docs/records/r5/ablations/fwd_prompt_free_space.md): the prompts would be frozen, so it is a variant;
 * ``memory_space``: ``full`` (default, the spec) applies the GPM rule to X_t as it is;
   ``outside_pretrained`` counts span(U_pre) as already covered, so U holds only task-specific
   directions orthogonal to U_pre (then the exact and the sequential composition coincide);

@@ -417,7 +417,7 @@ def test_pool_use_reports_collapse() -> None:
 def test_default_is_the_literal_formula_and_keeps_room(backbone, data) -> None:
     """Default compose=sequential: g_fwd = (g - g U U^T) U_pre U_pre^T, the spec's formula. The update stays
     in span(U_pre) and may move in all of it (the exact composition's span(U_pre) minus memory emptied
-    from the third task on: results/ablations/fwd_prompt_free_space.md)."""
+    from the third task on: docs/records/r5/ablations/fwd_prompt_free_space.md)."""
     assert method_defaults(FwdPrompt)["compose"] == "sequential"
     strategy = _strategy(backbone, compose="sequential")
     U, P = _random_spaces(backbone.hidden_size)

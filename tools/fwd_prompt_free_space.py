@@ -4,7 +4,7 @@ The subspaces depend only on the frozen backbone's input embeddings (no training
 dimensions of every task of an order can be computed without a run: U_pre before the first task, then
 each task's GPM extension of the memory. Prints a markdown table; ``--output`` writes it too.
 
-    python tools/fwd_prompt_free_space.py --order 3 --output results/ablations/fwd_prompt_free_space.md
+    python tools/fwd_prompt_free_space.py --order 3 --output docs/records/r5/ablations/fwd_prompt_free_space.md
 """
 from __future__ import annotations
 
