@@ -49,7 +49,9 @@ def _add_ceiling(sub: Any) -> None:
     p.add_argument("--backbone", default="tiny-llava")
     p.add_argument("--tasks", help="comma-separated task names (default: every task of the benchmark)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="default")
+    p.add_argument("--preset", default="default", help="default | quick | tuned (the continual runs' preset)")
+    p.add_argument("--tuned", dest="tuned_file", metavar="FILE",
+                   help="tuned values read by --preset tuned (default results/tuning/tuned.yaml)")
     p.add_argument("--root", default="results/runs", help="folder ROOT/<benchmark>/<method>/ceiling-seed<S> (default)")
     p.add_argument("--output", help="ceiling folder (overrides --root)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -296,7 +298,7 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
                     preset=args.preset, output=args.output, accelerator=args.accelerator,
                     devices=_devices(args.devices), strategy=args.strategy, precision=args.precision,
                     logger=args.logger, data_root=args.data_root, image_root=args.image_root,
-                    overrides=parse_set(args.overrides))
+                    tuned_file=args.tuned_file, overrides=parse_set(args.overrides))
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     plans, folder = plan_ceiling(cfg, tasks, root=args.root)
     result = run_ceiling(plans, folder, progress=not args.quiet)

@@ -51,3 +51,36 @@ def test_unknown_task_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     assert main(["ceiling", "--method", "lora-ft", "--backbone", MICRO, "--tasks", "nope",
                  "--output", str(tmp_path / "c")]) == 2
     assert "unknown task" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+def test_a_tuned_ceiling_feeds_the_tuned_runs_row(tmp_path: Path, micro_backbone: Path, capsys) -> None:
+    """The leaderboard's ceiling must come from the same hyper-parameters as the row: with --preset tuned, the
+    tuned values; a default-preset ceiling beside it must not be matched."""
+    from mcit_bench.tuned import write_tuned
+
+    tuned = tmp_path / "tuned.yaml"
+    write_tuned(tuned, "synthetic", "lora-ft", {"lr": 0.004, "lora_r": 8}, {"trials": 3})
+    root = tmp_path / "runs" / "synthetic" / "lora-ft"
+    common = ["--method", "lora-ft", "--backbone", MICRO, "--quiet", "--logger", "none", "--set", "steps_per_task=2",
+              "--set", "train_size=8", "--set", "test_size=4", "--set", "batch_size=4", "--set", "chance_shifts=0"]
+    assert main(["ceiling", *common, "--tasks", TASKS, "--preset", "tuned", "--tuned", str(tuned),
+                 "--output", str(root / "ceiling-seed0")]) == 0
+    result = json.loads((root / "ceiling-seed0" / "ceiling.json").read_text())
+    assert result["hparams"]["lr"] == 0.004 and result["hparams"]["lora_r"] == 8
+    order = tmp_path / "two.yaml"
+    order.write_text("tasks: [styles, chart]\n")
+    assert main(["run", *common, "--order", str(order), "--preset", "tuned", "--tuned", str(tuned),
+                 "--output", str(root / "two")]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", str(tmp_path / "runs"), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    header, row = lines[0].split(","), lines[1].split(",")
+    assert float(row[header.index("ceiling_mean")]) == round(result["mean"], 6)
+    # the same run against a default-preset ceiling only: no ceiling (other hyper-parameters)
+    (root / "ceiling-seed0").rename(tmp_path / "aside")
+    assert main(["ceiling", *common, "--tasks", TASKS, "--output", str(root / "ceiling-default")]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", str(tmp_path / "runs"), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    header, row = lines[0].split(","), lines[1].split(",")
+    assert len(lines) == 2 and row[header.index("ceiling_mean")] == ""
