@@ -328,7 +328,7 @@ def _write_error(path: Path, text: str) -> None:
 def finish(plan_: TunePlan, study: Any, echo: Callable[[str], None] = print) -> TuneResult:
     """Write the best values with their provenance (tuned.yaml) and the tuning report."""
     from .tuned import write_tuned
-    from .tuning_report import study_seconds, write_report
+    from .tuning_report import params_at_edge, study_seconds, write_report
 
     counts = _counts(study)
     finished = counts["complete"] + counts["pruned"]
@@ -353,6 +353,7 @@ def finish(plan_: TunePlan, study: Any, echo: Callable[[str], None] = print) -> 
                 "sampler": f"TPE (seed {spec.seed} + trials stored at each start)",
                 "pruner": pruner_text(spec),
                 "wall_seconds": round(study_seconds(study), 1),
+                "at_edge": params_at_edge(best),
             }
             write_tuned(root / "tuned.yaml", spec.benchmark, plan_.method, best_values, provenance)
             written = True
@@ -362,5 +363,9 @@ def finish(plan_: TunePlan, study: Any, echo: Callable[[str], None] = print) -> 
          + (f"; best {plan_.objective}={best_value:.2f} with " + ", ".join(f"{k}={_short(v)}" for k, v in
                                                                        best_values.items()) if best_values else "")
          + (f"; written to {root / 'tuned.yaml'}" if written else "") + f"; report {report}")
+    edge = params_at_edge(study.best_trial) if counts["complete"] else []
+    if edge:
+        echo(f"warning: best value at the edge of its range: {', '.join(edge)}; the optimum may lie outside it "
+             f"(widen the range in the method's YAML and run a new study)")
     return TuneResult(finished, counts["complete"], counts["pruned"], counts["failed"], best_value, best_values,
                       written, report)

@@ -2,6 +2,7 @@
 and the method's sensitivity (the spread of the objective over its completed trials)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,36 @@ class StudySummary:
     seconds: float
     values: list[float]  # objective of every completed trial
     trials: list[TrialRow]
+    at_edge: list[str]  # best values in the outer tenth of their range: the optimum may lie outside it
 
     @property
     def finished(self) -> int:
         return self.complete + self.pruned
+
+
+EDGE = 0.1  # a best value this close (as a fraction of its range, log scale where log) to a bound is flagged
+
+
+def range_position(value: float, low: float, high: float, log: bool) -> float:
+    """Where ``value`` lies in [low, high]: 0 at low, 1 at high (on the log scale when ``log``)."""
+    if high <= low:
+        return 0.5
+    if log:
+        return (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
+    return (value - low) / (high - low)
+
+
+def params_at_edge(trial: Any) -> list[str]:
+    """Numeric hyper-parameters of ``trial`` whose value lies in the outer tenth of its sampled range."""
+    out = []
+    for name, dist in trial.distributions.items():
+        low, high = getattr(dist, "low", None), getattr(dist, "high", None)
+        if low is None or high is None or name not in trial.params:
+            continue  # categorical
+        pos = range_position(float(trial.params[name]), float(low), float(high), bool(getattr(dist, "log", False)))
+        if pos <= EDGE or pos >= 1 - EDGE:
+            out.append(f"{name} ({'low' if pos <= EDGE else 'high'} end of [{_fmt(float(low))}, {_fmt(float(high))}])")
+    return out
 
 
 def study_seconds(study: Any) -> float:
@@ -82,7 +109,8 @@ def collect(root: str | Path) -> list[StudySummary]:
                 pruned=sum(t.state == TrialState.PRUNED for t in trials),
                 failed=sum(t.state == TrialState.FAIL for t in trials) - interrupted, interrupted=interrupted,
                 best_value=None if best is None else float(best.value), best_values={} if best is None else best.params,
-                seconds=study_seconds(study), values=[float(t.value) for t in done], trials=rows))
+                seconds=study_seconds(study), values=[float(t.value) for t in done], trials=rows,
+                at_edge=[] if best is None else params_at_edge(best)))
     return out
 
 
@@ -128,20 +156,28 @@ def render_report(studies: list[StudySummary]) -> str:
                 f"- Order {first.get('order', 'n/a')}, seed {first.get('seed', 'n/a')}, backbone "
                 f"`{first.get('backbone', 'n/a')}`, base preset `{first.get('preset', 'n/a')}`", ""]
         header = ["method", "objective", "trials (complete / pruned / failed / interrupted)", "best", "best values",
-                  "wall time (s)", "min", "median", "max", "IQR"]
+                  "at the edge", "wall time (s)", "min", "median", "max", "IQR"]
         body = []
         for s in sorted(rows, key=lambda r: r.method):
             sp = spread(s.values)
             cells = [s.method, str(s.protocol.get("objective", "avg")),
                      f"{s.finished} ({s.complete} / {s.pruned} / {s.failed} / {s.interrupted})",
                      "n/a" if s.best_value is None else f"{s.best_value:.2f}",
-                     ", ".join(f"{k}={_fmt(v)}" for k, v in s.best_values.items()) or "n/a", f"{s.seconds:.0f}"]
+                     ", ".join(f"{k}={_fmt(v)}" for k, v in s.best_values.items()) or "n/a",
+                     ", ".join(s.at_edge) or "none", f"{s.seconds:.0f}"]
             cells += ["n/a"] * 4 if sp is None else [f"{sp[k]:.2f}" for k in ("min", "median", "max", "iqr")]
             body.append(cells)
         out += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body] + [""]
         objectives = sorted({str(s.protocol.get("objective", "avg")) for s in rows})
         out += [f"Objective `{o}`: {objective_description(o)}." for o in objectives] + [""]
+        out += [f"At the edge: a best value in the outer {EDGE:.0%} of its sampled range (log scale where the range "
+                "is log); the optimum may lie outside the range, so widen it and run the study again."]
+        edged = [s for s in rows if s.at_edge]
+        if edged:
+            out += ["", "> **Note:** best values at the edge of their range: " + "; ".join(
+                f"{s.method}: {', '.join(s.at_edge)}" for s in edged) + "."]
+        out += [""]
         spaces = [f"- `{s.method}`: " + ", ".join(f"{k} {v}" for k, v in (s.protocol.get("search_space") or {}).items())
                   for s in sorted(rows, key=lambda r: r.method)]
         out += ["Search spaces:", "", *spaces, ""]

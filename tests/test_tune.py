@@ -226,3 +226,22 @@ def test_reduced_budget_and_objective_per_method() -> None:
         budget_overrides("tiny", {})
     # joint has no intermediate rows, so its avg is undefined: it is tuned on last
     assert objective_of(get_method("joint")) == "last" and objective_of(get_method("lora-ft")) == "avg"
+
+
+def test_best_values_at_the_edge_of_their_range_are_flagged() -> None:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from mcit_bench.tuning_report import params_at_edge, range_position
+
+    assert range_position(1e-3, 1e-4, 1e-2, log=True) == pytest.approx(0.5)
+    assert range_position(0.25, 0.0, 1.0, log=False) == pytest.approx(0.25)
+    dists = {"lr": FloatDistribution(3e-4, 1e-2, log=True), "gamma": FloatDistribution(0.0, 1.0),
+             "length": IntDistribution(2, 10), "r": CategoricalDistribution([8, 32])}
+    # lr 3.65e-4 is 5.6% up a log range (flagged), gamma 0.5 and length 6 in the middle, r categorical (never)
+    trial = optuna.trial.create_trial(params={"lr": 3.65e-4, "gamma": 0.5, "length": 6, "r": 8},
+                                      distributions=dists, value=1.0)
+    assert params_at_edge(trial) == ["lr (low end of [0.0003, 0.01])"]
+    # 1e-3 is 37% up that log range (a linear reading would say 2.3%: flagged wrongly); length 10 is the top
+    trial = optuna.trial.create_trial(params={"lr": 1e-3, "gamma": 0.95, "length": 10, "r": 32},
+                                      distributions=dists, value=1.0)
+    assert params_at_edge(trial) == ["gamma (high end of [0, 1])", "length (high end of [2, 10])"]
