@@ -212,7 +212,8 @@ def open_study(plan_: TunePlan) -> Any:
     return study
 
 
-def _counts(study: Any) -> dict[str, int]:
+def trial_counts(study: Any) -> dict[str, int]:
+    """Trials by how they ended (an interrupted trial, continued by a later one, is not a failure)."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -290,7 +291,7 @@ def run_tune(plan_: TunePlan, echo: Callable[[str], None] = print, progress: boo
 
 
 def _finished(study: Any) -> int:
-    counts = _counts(study)
+    counts = trial_counts(study)
     return counts["complete"] + counts["pruned"]
 
 
@@ -330,7 +331,7 @@ def finish(plan_: TunePlan, study: Any, echo: Callable[[str], None] = print) -> 
     from .tuned import write_tuned
     from .tuning_report import params_at_edge, study_seconds, write_report
 
-    counts = _counts(study)
+    counts = trial_counts(study)
     finished = counts["complete"] + counts["pruned"]
     root = Path(plan_.spec.root)
     written = False
@@ -363,7 +364,7 @@ def finish(plan_: TunePlan, study: Any, echo: Callable[[str], None] = print) -> 
          + (f"; best {plan_.objective}={best_value:.2f} with " + ", ".join(f"{k}={_short(v)}" for k, v in
                                                                        best_values.items()) if best_values else "")
          + (f"; written to {root / 'tuned.yaml'}" if written else "") + f"; report {report}")
-    edge = params_at_edge(study.best_trial) if counts["complete"] else []
+    edge = params_at_edge(study.best_trial) if counts["complete"] else []  # best_trial: the maximised objective
     if edge:
         echo(f"warning: best value at the edge of its range: {', '.join(edge)}; the optimum may lie outside it "
              f"(widen the range in the method's YAML and run a new study)")

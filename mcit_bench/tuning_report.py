@@ -86,7 +86,7 @@ def spread(values: list[float]) -> dict[str, float] | None:
 
 def collect(root: str | Path) -> list[StudySummary]:
     """Every study stored under ``<root>/<benchmark>/<method>.db``."""
-    from .tuning import require_optuna
+    from .tuning import require_optuna, trial_counts
 
     optuna = require_optuna()
     from optuna.trial import TrialState
@@ -98,16 +98,14 @@ def collect(root: str | Path) -> list[StudySummary]:
             study = optuna.load_study(study_name=name, storage=storage)
             trials = study.get_trials(deepcopy=False)
             done = [t for t in trials if t.state == TrialState.COMPLETE]
-            continued = {t.user_attrs.get("continues_trial") for t in trials}
-            interrupted = sum(t.state == TrialState.FAIL and t.number in continued for t in trials)
+            counts = trial_counts(study)
             rows = [_row(t, TrialState, trials) for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
             best = max(done, key=lambda t: t.value) if done else None
             protocol = study.user_attrs.get("protocol") or {}
             out.append(StudySummary(
                 benchmark=str(protocol.get("benchmark", db.parent.name)), method=str(protocol.get("method", db.stem)),
                 db=db, protocol=protocol, complete=len(done),
-                pruned=sum(t.state == TrialState.PRUNED for t in trials),
-                failed=sum(t.state == TrialState.FAIL for t in trials) - interrupted, interrupted=interrupted,
+                pruned=counts["pruned"], failed=counts["failed"], interrupted=counts["interrupted"],
                 best_value=None if best is None else float(best.value), best_values={} if best is None else best.params,
                 seconds=study_seconds(study), values=[float(t.value) for t in done], trials=rows,
                 at_edge=[] if best is None else params_at_edge(best)))
