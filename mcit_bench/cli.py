@@ -22,8 +22,7 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="default",
                    help="default | quick (tiny sizes for smoke tests) | tuned (the values of `mcit-bench tune`)")
-    p.add_argument("--tuned", dest="tuned_file", metavar="FILE",
-                   help="tuned values read by --preset tuned (default results/tuning/tuned.yaml)")
+    _add_tuned(p)
     p.add_argument("--output", help="run folder (default results/runs/<benchmark>/<method>/order<K>-seed<S>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last completed task")
     p.add_argument("--eval", dest="eval_mode", default="full", choices=["full", "lower"],
@@ -42,6 +41,11 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def _add_tuned(p: Any) -> None:
+    p.add_argument("--tuned", dest="tuned_file", metavar="FILE",
+                   help="tuned values read by --preset tuned (default results/tuning/tuned.yaml)")
+
+
 def _add_ceiling(sub: Any) -> None:
     p = sub.add_parser("ceiling", help="single-task ceiling: the method trained on each task alone, same budget")
     p.add_argument("--method", required=True, help="registered method name")
@@ -50,8 +54,7 @@ def _add_ceiling(sub: Any) -> None:
     p.add_argument("--tasks", help="comma-separated task names (default: every task of the benchmark)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="default", help="default | quick | tuned (the continual runs' preset)")
-    p.add_argument("--tuned", dest="tuned_file", metavar="FILE",
-                   help="tuned values read by --preset tuned (default results/tuning/tuned.yaml)")
+    _add_tuned(p)
     p.add_argument("--root", default="results/runs", help="folder ROOT/<benchmark>/<method>/ceiling-seed<S> (default)")
     p.add_argument("--output", help="ceiling folder (overrides --root)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -81,8 +84,7 @@ def _add_sweep(sub: Any) -> None:
     _add_scorer_variant(p)
     p.add_argument("--backbone", default="tiny-llava")
     p.add_argument("--preset", default="default", help="default | quick | tuned")
-    p.add_argument("--tuned", dest="tuned_file", metavar="FILE",
-                   help="tuned values read by --preset tuned (default results/tuning/tuned.yaml)")
+    _add_tuned(p)
     p.add_argument("--root", default="results/runs",
                    help="runs go to ROOT/<benchmark>/<method>/order<K>-seed<S> (default results/runs)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
