@@ -13,6 +13,7 @@ import yaml
 from mcit_bench.cli import main
 from mcit_bench.errors import UserError
 from mcit_bench.leaderboard import build_leaderboard, load_paper_results, render
+from mcit_bench.leaderboard.statistics import Stat
 
 REPO = Path(__file__).resolve().parents[1]
 VERSIONS = {"mcit-bench": "0.1.0", "torch": "2.13.0", "transformers": "5.23.0"}
@@ -255,3 +256,34 @@ def test_paired_column_against_lora_ft(tmp_path: Path) -> None:
     tex = render(board, "latex")
     assert r"$\Delta$last vs lora-ft [95\% CI] p" in tex and "+1.25 [" in tex
     assert "Δ" not in render(build_leaderboard(root, baseline=None), "md")  # no baseline: no column
+
+
+def _make_ceiling(root: Path, method: str, seed: int, scores: dict[str, float]) -> None:
+    """ceiling.json as ``mcit-bench ceiling`` writes it (same hyper-parameters and budget as make_run's runs)."""
+    folder = root / "synthetic" / method / f"ceiling-seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "ceiling.json").write_text(json.dumps({
+        "kind": "ceiling", "method": method, "backbone_checkpoint": "tiny-llava-r2-cecd70dd78", "seed": seed,
+        "hparams": HPARAMS, "tasks": sorted(scores), "scores": scores, "complete": True}))
+
+
+def test_ceiling_is_one_value_per_ceiling_seed_not_per_run(tmp_path: Path) -> None:
+    """Every order has the same tasks, so the ceiling is one number per ceiling seed: four runs on one ceiling
+    must not read as ``± 0.00`` over four values, and each run takes the ceiling of its own seed."""
+    root = tmp_path / "runs"
+    for order in ("1", "2"):
+        for seed in (0, 1):
+            tasks = ["A", "B"] if order == "1" else ["B", "A"]
+            make_run(root, "m", order, tasks, [[10, 20], [50, 30], [50, 50]], seed=seed)
+    _make_ceiling(root, "m", 0, {"A": 60.0, "B": 80.0})  # mean 70
+    board = build_leaderboard(root, metrics=["avg"])
+    assert _row(board, "m").ceiling == Stat(70.0, None, 1)
+    line = next(x for x in render(board, "md").splitlines() if x.startswith("| m |"))
+    assert "| 70.00 (1 seed) |" in line and "70.00 ±" not in line
+    _make_ceiling(root, "m", 1, {"A": 70.0, "B": 90.0})  # mean 80
+    board = build_leaderboard(root, metrics=["avg"])
+    assert {(r.seed, r.ceiling) for r in _row(board, "m").runs} == {(0, 70.0), (1, 80.0)}
+    c = _row(board, "m").ceiling  # over the two seeds: mean 75, sample std sqrt(50)
+    assert (c.mean, c.n) == (75.0, 2) and c.std == pytest.approx(50 ** 0.5)
+    line = next(x for x in render(board, "md").splitlines() if x.startswith("| m |"))
+    assert "| 75.00 ± 7.07 (2 seeds) |" in line

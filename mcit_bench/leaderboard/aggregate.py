@@ -27,7 +27,8 @@ class Row:
     seconds: Stat = field(default_factory=lambda: Stat(None, None, 0))
     best: set[str] = field(default_factory=set)  # columns where this row is marked best
     paired: Paired | None = None  # against the baseline row over the same (order, seed) runs
-    ceiling: Stat = field(default_factory=lambda: Stat(None, None, 0))  # single-task ceiling (beside mft)
+    # single-task ceiling (beside mft): one value per ceiling seed, not per run (every order has the same tasks)
+    ceiling: Stat = field(default_factory=lambda: Stat(None, None, 0))
     task_id: Stat = field(default_factory=lambda: Stat(None, None, 0))  # routing / selection accuracy (%)
 
 
@@ -137,7 +138,7 @@ def _make_row(label: str, method: str, is_reference: bool, runs: list[RunRecord]
     row.tasks = {t: stat(r.final.get(t) for r in kept) for t in task_names}
     row.params = stat(r.trainable_parameters for r in kept)
     row.seconds = stat(r.seconds for r in kept)
-    row.ceiling = stat(r.ceiling for r in kept)
+    row.ceiling = stat({r.ceiling_seed: r.ceiling for r in kept if r.ceiling is not None}.values())
     row.task_id = stat(r.task_identification for r in kept)
     return row
 

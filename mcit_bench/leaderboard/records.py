@@ -46,6 +46,7 @@ class RunRecord:
     # routing / prompt-selection accuracy (%) at the last stage, for methods that identify the task
     task_identification: float | None = None
     ceiling: float | None = None  # mean single-task ceiling of the run's tasks (``mcit-bench ceiling``), if found
+    ceiling_seed: int | None = None  # the seed of that ceiling (the run's own when there is one)
 
 
 
@@ -153,14 +154,16 @@ def discover(runs_dir: str | os.PathLike, metrics: Sequence[str]) -> tuple[list[
             continue
         records.append(load_run(run_dir, metrics, summary))
     for record in records:
-        record.ceiling = match_ceiling(record, ceilings)
+        record.ceiling, record.ceiling_seed = match_ceiling(record, ceilings)
     return records, skipped
 
 
-def match_ceiling(run: RunRecord, ceilings: list[dict[str, Any]]) -> float | None:
-    """Mean ceiling over the run's tasks, from a complete ceiling of the same method, backbone checkpoint,
-    budget and hyper-parameters (None when there is none, or it lacks one of the run's tasks)."""
-    for c in ceilings:
+def match_ceiling(run: RunRecord, ceilings: list[dict[str, Any]]) -> tuple[float | None, int | None]:
+    """(mean ceiling over the run's tasks, its seed), from a complete ceiling of the same method, backbone
+    checkpoint, budget and hyper-parameters; the one of the run's seed when there is one, else the lowest seed.
+    (None, None) when there is none, or it lacks one of the run's tasks."""
+    ranked = sorted(ceilings, key=lambda c: (c.get("seed") != run.seed, _seed_key(c.get("seed"))))
+    for c in ranked:
         hp = c.get("hparams") or {}
         if c.get("complete") is not True or c.get("method") != run.method or \
                 _str(c.get("backbone_checkpoint")) != run.setting.get("backbone_checkpoint") or \
@@ -169,5 +172,9 @@ def match_ceiling(run: RunRecord, ceilings: list[dict[str, Any]]) -> float | Non
             continue
         scores = c.get("scores") or {}
         if all(t in scores for t in run.tasks):
-            return float(np.mean([scores[t] for t in run.tasks]))
-    return None
+            return float(np.mean([scores[t] for t in run.tasks])), c.get("seed")
+    return None, None
+
+
+def _seed_key(seed: Any) -> tuple[int, Any]:
+    return (0, seed) if isinstance(seed, int) else (1, str(seed))

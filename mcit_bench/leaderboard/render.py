@@ -21,6 +21,15 @@ def fmt_stat(s: Stat, n_runs: int, pm: str = "±", dash: str = DASH) -> str:
     return text
 
 
+def fmt_ceiling(s: Stat, pm: str = "±") -> str:
+    """The ceiling's spread is over its seeds (k), never over the row's runs: one seed shows no ± at all."""
+    if s.n == 0 or s.mean is None:
+        return "n/a"
+    if s.std is None:
+        return f"{s.mean:.{DECIMALS}f} (1 seed)"
+    return f"{s.mean:.{DECIMALS}f} {pm} {s.std:.{DECIMALS}f} ({s.n} seeds)"
+
+
 def fmt_params(s: Stat) -> str:
     if s.mean is None:
         return "n/a"
@@ -84,7 +93,9 @@ CONVENTIONS = (
     "two decimals all marked); reference rows (bounds) are never marked. Time: train + eval seconds per run. "
     "Paired column (when the baseline has a row): the mean difference of the metric against the baseline over the "
     "(order, seed) runs both have, its 95% percentile-bootstrap interval (9999 resamples, seed 0) and the two-sided "
-    "Wilcoxon signed-rank p-value (exact for small samples; zero differences dropped)."
+    "Wilcoxon signed-rank p-value (exact for small samples; zero differences dropped). Ceiling (when measured): "
+    "the mean over the row's tasks of each task trained alone with the same budget and hyper-parameters "
+    "(`mcit-bench ceiling`), read beside `mft`; ± over its seeds, not over the runs (every order has the same tasks)."
 )
 
 
@@ -131,7 +142,7 @@ def _main_cells(row: Row, board: Leaderboard, bold: Any, pm: str = "±", dash: s
         cells.append(bold(text) if m in row.best else text)
     extra = _extra_columns(group)
     if "ceiling" in extra:
-        cells.append(fmt_stat(row.ceiling, n, pm, dash))
+        cells.append(fmt_ceiling(row.ceiling, pm))
     if "task id %" in extra:
         cells.append(fmt_stat(row.task_id, n, pm, dash))
     cells += [fmt_params(row.params), fmt_seconds(row.seconds, pm, dash)]
