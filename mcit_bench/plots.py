@@ -55,8 +55,7 @@ def heatmap(run: Any, path: Path, title: str) -> None:
     masked = np.ma.masked_invalid(R)
     from matplotlib import colormaps
 
-    cmap = colormaps["viridis"].copy()
-    cmap.set_bad("#d9d9d9")
+    cmap = colormaps["viridis"].with_extremes(bad="#d9d9d9")  # unevaluated cells grey
     image = ax.imshow(masked, vmin=0, vmax=100, cmap=cmap, aspect="auto")
     for t in range(R.shape[0]):
         for i in range(T):

@@ -287,3 +287,20 @@ def test_ceiling_is_one_value_per_ceiling_seed_not_per_run(tmp_path: Path) -> No
     assert (c.mean, c.n) == (75.0, 2) and c.std == pytest.approx(50 ** 0.5)
     line = next(x for x in render(board, "md").splitlines() if x.startswith("| m |"))
     assert "| 75.00 ± 7.07 (2 seeds) |" in line
+
+
+def test_a_p_value_below_one_in_a_thousand_is_not_printed_as_zero(tmp_path: Path) -> None:
+    # 12 pairs, all differences positive with distinct sizes: W = 0, and only the all-positive and
+    # all-negative sign patterns are as extreme, so the exact two-sided p = 2 / 2^12 = 0.000488
+    root = tmp_path / "runs"
+    keys = [(str(o), s) for o in range(1, 7) for s in (0, 1)]
+    for i, (order, seed) in enumerate(keys):
+        make_run(root, "lora-ft", order, ["A", "B"], [[10, 20], [50, 30], [50, 50]], seed=seed)
+        make_run(root, "m", order, ["A", "B"], [[10, 20], [50, 30], [51 + i, 51 + i]], seed=seed)
+    board = build_leaderboard(root, metrics=["avg"])
+    assert _row(board, "m").paired.p_value == pytest.approx(2 / 4096)
+    line = next(x for x in render(board, "md").splitlines() if x.startswith("| m |"))
+    assert line.endswith(" p<0.001 |") and "p=0.000" not in line
+    assert "p$<$0.001" in render(board, "latex")
+    rows = {r["label"]: r for r in csv.DictReader(io.StringIO(render(board, "csv")))}
+    assert float(rows["m"]["paired_p"]) == pytest.approx(2 / 4096)  # the csv keeps the exact value

@@ -48,7 +48,10 @@ def fmt_seconds(s: Stat, pm: str = "±", dash: str = DASH) -> str:
 
 
 def fmt_paired(p: Paired | None, n_runs: int, is_baseline: bool) -> str:
-    """``+2.10 [-0.40, +4.60] p=0.156``: mean difference, bootstrap 95% interval, Wilcoxon p."""
+    """``+2.10 [-0.40, +4.60] p=0.156``: mean difference, bootstrap 95% interval, Wilcoxon p.
+
+    A p below 0.001 prints as ``p<0.001`` (three decimals would print it as 0.000); the csv keeps it exact.
+    """
     if is_baseline:
         return "baseline"
     if p is None or p.n == 0 or p.mean_diff is None:
@@ -57,7 +60,7 @@ def fmt_paired(p: Paired | None, n_runs: int, is_baseline: bool) -> str:
     if p.ci_low is not None and p.ci_high is not None:
         text += f" [{p.ci_low:+.{DECIMALS}f}, {p.ci_high:+.{DECIMALS}f}]"
     if p.p_value is not None:
-        text += f" p={p.p_value:.3f}"
+        text += " p<0.001" if p.p_value < 0.001 else f" p={p.p_value:.3f}"
     if p.n != n_runs:
         text += f" (n={p.n})"
     return text
@@ -245,7 +248,8 @@ def _paper_markdown(paper: dict[str, Any]) -> list[str]:
 
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "<": r"$<$", ">": r"$>$"}  # bare < > print as other glyphs in LaTeX's default font encoding
 
 
 def latex_escape(text: str) -> str:
@@ -340,8 +344,10 @@ def render_csv(board: Leaderboard) -> str:
                      describe_setting(g.setting).replace("`", "")]
             p = r.paired
             line += [g.baseline or "", board.paired_metric if g.baseline else "", "" if p is None else p.n]
-            values = (p.mean_diff, p.ci_low, p.ci_high, p.statistic, p.p_value) if p else (None,) * 5
+            values = (p.mean_diff, p.ci_low, p.ci_high, p.statistic) if p else (None,) * 4
             line += [num(v) for v in values]
+            # p to 6 significant digits: six decimals would cut a small p (2/4096 = 0.00048828) short
+            line.append("" if p is None or p.p_value is None else f"{p.p_value:.6g}")
             writer.writerow(line)
     return buf.getvalue()
 
