@@ -303,4 +303,4 @@ def test_a_p_value_below_one_in_a_thousand_is_not_printed_as_zero(tmp_path: Path
     assert line.endswith(" p<0.001 |") and "p=0.000" not in line
     assert "p$<$0.001" in render(board, "latex")
     rows = {r["label"]: r for r in csv.DictReader(io.StringIO(render(board, "csv")))}
-    assert float(rows["m"]["paired_p"]) == pytest.approx(2 / 4096)  # the csv keeps the exact value
+    assert float(rows["m"]["paired_p"]) == pytest.approx(2 / 4096)  # the csv: six significant digits

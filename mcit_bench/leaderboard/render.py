@@ -50,7 +50,7 @@ def fmt_seconds(s: Stat, pm: str = "±", dash: str = DASH) -> str:
 def fmt_paired(p: Paired | None, n_runs: int, is_baseline: bool) -> str:
     """``+2.10 [-0.40, +4.60] p=0.156``: mean difference, bootstrap 95% interval, Wilcoxon p.
 
-    A p below 0.001 prints as ``p<0.001`` (three decimals would print it as 0.000); the csv keeps it exact.
+    A p below 0.001 prints as ``p<0.001`` (three decimals would print it as 0.000); the csv keeps six significant digits.
     """
     if is_baseline:
         return "baseline"
