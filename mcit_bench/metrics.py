@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = [
     "ScaleWarning", "validate_matrix",
-    "avg", "last", "mft", "bwt", "fgt", "fwd",
+    "avg", "last", "mft", "diagonal", "bwt", "fgt", "fwd",
     "forgetting", "backward_transfer", "forward_transfer", "accuracy",
     "FORGETTING_VARIANTS", "BWT_VARIANTS", "FWD_VARIANTS", "ACCURACY_VARIANTS",
     "accuracy_curve", "forgetting_curve", "forward_transfer_curve", "A_t", "FGT_t", "FWD_t",
@@ -142,6 +142,14 @@ def mft(R: Matrix) -> Optional[float]:
     """mft (mean fine-tune accuracy, plasticity) = (1/T) Σ_{i=1..T} a[i][i]."""
     arr = validate_matrix(R)
     return _mean([_a(arr, i, i) for i in range(1, _n_tasks(arr) + 1)])
+
+
+def diagonal(R: Matrix) -> list[Optional[float]]:
+    """a[t][t] for t = 1..T: each task's score right after it was learned, by its position in the order
+    (the terms of mft); None where the cell was not evaluated."""
+    arr = validate_matrix(R)
+    cells = [_a(arr, t, t) for t in range(1, _n_tasks(arr) + 1)]
+    return [None if np.isnan(c) else c for c in cells]
 
 
 def _diaz_rodriguez_A(arr: np.ndarray) -> Optional[float]:

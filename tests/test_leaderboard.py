@@ -304,3 +304,18 @@ def test_a_p_value_below_one_in_a_thousand_is_not_printed_as_zero(tmp_path: Path
     assert "p$<$0.001" in render(board, "latex")
     rows = {r["label"]: r for r in csv.DictReader(io.StringIO(render(board, "csv")))}
     assert float(rows["m"]["paired_p"]) == pytest.approx(2 / 4096)  # the csv: six significant digits
+
+
+def test_diagonal_by_position_in_the_order(tmp_path: Path) -> None:
+    # order 1 learns A then B, order 2 B then A: position 1 holds A (60) and B (40), position 2 B (30) and A (50)
+    root = tmp_path / "runs"
+    make_run(root, "m", "1", ["A", "B"], [[10, 20], [60, 5], [55, 30]])
+    make_run(root, "m", "2", ["B", "A"], [[20, 10], [40, 5], [35, 50]])
+    make_run(root, "joint", "1", ["A", "B"], [[10, 20], [math.nan, math.nan], [70, 80]])  # no a[1][1]
+    board = build_leaderboard(root, metrics=["avg"])
+    m = _row(board, "m")
+    assert [(s.mean, s.n) for s in m.by_position] == [(50.0, 2), (40.0, 2)]
+    md = render(board, "md")
+    table = md[md.index("Score on each task right after learning it"):]
+    assert "| method | t=1 | t=2 | ceiling |" in table and "| m | 50.00 | 40.00 | n/a |" in table
+    assert "| joint" not in table.split("\n\n")[1]  # a method without intermediate rows has no diagonal to show

@@ -520,3 +520,10 @@ def test_modules_do_not_import_torch():
     code = ("import sys, mcit_bench.metrics, mcit_bench.matrix_io; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_diagonal_is_each_task_right_after_learning_it():
+    R = [[10, 20, 30], [60, 25, 35], [50, 70, 40], [45, 65, 80]]
+    assert M.diagonal(R) == [60.0, 70.0, 80.0]
+    assert M.mft(R) == pytest.approx(np.mean(M.diagonal(R)))
+    assert M.diagonal([[10, 20], [math.nan, 25], [50, 70]]) == [None, 70.0]  # not evaluated: None, never 0

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..metrics import diagonal
 from .paper import load_paper_results
 from .records import DECIMALS, DEFAULT_METRICS, RunRecord, discover, lower_is_better
 from .statistics import Paired, Stat, paired_comparison, stat
@@ -30,6 +31,8 @@ class Row:
     # single-task ceiling (beside mft): one value per ceiling seed, not per run (every order has the same tasks)
     ceiling: Stat = field(default_factory=lambda: Stat(None, None, 0))
     task_id: Stat = field(default_factory=lambda: Stat(None, None, 0))  # routing / selection accuracy (%)
+    # a[t][t] by position t in the order, over the row's runs: does learning a task cost more the later it comes?
+    by_position: list[Stat] = field(default_factory=list)
 
 
 @dataclass
@@ -140,6 +143,8 @@ def _make_row(label: str, method: str, is_reference: bool, runs: list[RunRecord]
     row.seconds = stat(r.seconds for r in kept)
     row.ceiling = stat({r.ceiling_seed: r.ceiling for r in kept if r.ceiling is not None}.values())
     row.task_id = stat(r.task_identification for r in kept)
+    diagonals = [diagonal(r.matrix) for r in kept]
+    row.by_position = [stat(d[t] for d in diagonals if t < len(d)) for t in range(max(map(len, diagonals), default=0))]
     return row
 
 

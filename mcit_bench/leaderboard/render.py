@@ -163,6 +163,21 @@ def _task_cells(row: Row, group: Group, bold: Any, pm: str = "±", dash: str = D
     return cells
 
 
+def _position_table(group: Group) -> list[str]:
+    """Markdown: the diagonal a[t][t] by position t in the order, beside the ceiling (rows with a diagonal)."""
+    rows = [r for r in group.rows if r.by_position and all(s.n for s in r.by_position)]  # joint: no a[t][t] for t < T
+    if not rows:
+        return []
+    T = max(len(r.by_position) for r in rows)
+    body = [[r.label + (" (ref.)" if r.reference else ""),
+             *(f"{s.mean:.{DECIMALS}f}" for s in r.by_position), fmt_ceiling(r.ceiling)] for r in rows]
+    return ["Score on each task right after learning it (a[t][t]) by its position t in the order, mean over the "
+            "row's runs (mft is the mean of the row). No ±: at one position the runs hold different tasks, so the "
+            "spread would be the tasks'; the six built-in orders put every task at every position. Falling with t: "
+            "learning a task costs more the more came before it.", "",
+            *_md_table(["method", *(f"t={t}" for t in range(1, T + 1)), "ceiling"], body), ""]
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     esc = [[c.replace("|", "\\|") for c in r] for r in [header, *rows]]
     lines = ["| " + " | ".join(esc[0]) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -188,6 +203,7 @@ def render_markdown(board: Leaderboard, plots: Sequence[Any] = (), output: str |
                                                         for r in group.rows]) + [""]
         out += ["Final score per task (last row of each run's matrix, aligned by task name):", ""]
         out += _md_table(["method", *group.task_names], [_task_cells(r, group, bold) for r in group.rows]) + [""]
+        out += _position_table(group)
         for note in group.notes:
             out += [f"- Note: {note}"]
         if group.notes:
