@@ -143,8 +143,8 @@ def _make_row(label: str, method: str, is_reference: bool, runs: list[RunRecord]
     row.seconds = stat(r.seconds for r in kept)
     row.ceiling = stat({r.ceiling_seed: r.ceiling for r in kept if r.ceiling is not None}.values())
     row.task_id = stat(r.task_identification for r in kept)
-    diagonals = [diagonal(r.matrix) for r in kept]
-    row.by_position = [stat(d[t] for d in diagonals if t < len(d)) for t in range(max(map(len, diagonals), default=0))]
+    # one setting has one task set, so every run's diagonal has the same length
+    row.by_position = [stat(cells) for cells in zip(*(diagonal(r.matrix) for r in kept))]
     return row
 
 

@@ -173,7 +173,8 @@ def _position_table(group: Group) -> list[str]:
              *(f"{s.mean:.{DECIMALS}f}" for s in r.by_position), fmt_ceiling(r.ceiling)] for r in rows]
     return ["Score on each task right after learning it (a[t][t]) by its position t in the order, mean over the "
             "row's runs (mft is the mean of the row). No ±: at one position the runs hold different tasks, so the "
-            "spread would be the tasks'; the six built-in orders put every task at every position. Falling with t: "
+            "spread would be the tasks', and the means compare positions only where the orders put every task at every "
+            "position (the six built-in orders do). Falling with t: "
             "learning a task costs more the more came before it.", "",
             *_md_table(["method", *(f"t={t}" for t in range(1, T + 1)), "ceiling"], body), ""]
 
