@@ -208,8 +208,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if ranks.world_size <= 1:
         plan = plan_run(cfg)  # every check that can fail on bad input happens here, before any write
         _announce(plan, args)
-        with lock_unless_secondary(plan.run_dir, "run"):  # one writer per run folder
-            summary = execute(plan, progress=not args.quiet)
+        from .interrupt import Interrupted, deferred, explain
+
+        try:
+            with lock_unless_secondary(plan.run_dir, "run"), deferred():  # one writer per run folder
+                summary = execute(plan, progress=not args.quiet)
+        except Interrupted as exc:  # the lock is released: say what is safe and how to resume
+            raise explain(exc, plan.run_dir, args.argv) from None
         print(_format_summary(summary))
         return 0
     return _run_ranks(cfg, ranks, args)
@@ -223,6 +228,19 @@ def _announce(plan: Any, args: argparse.Namespace, ranks: str = "") -> None:
             cfg = plan.config
             source = "--set eval_max_new_tokens" if "eval_max_new_tokens" in cfg.overrides else f"preset {cfg.preset}"
             print(f"  {_cap_line(plan.hparams['eval_max_new_tokens'], source)}", flush=True)
+        if plan.resume is not None:
+            print(f"  {_resume_line(plan)}", flush=True)
+
+
+def _resume_line(plan: Any) -> str:
+    """Where a resumed run goes on and what it reuses (read from the checked state)."""
+    info, order = plan.resume, plan.order
+    if info.complete:
+        return "resuming: the run is complete; nothing left to do (results rewritten from its state)"
+    last = info.trained[-1] if info.trained else 0
+    reused = f"reusing stages 1-{last} (checkpoints/stage{last}.safetensors)" if last else "no trained stage to reuse"
+    where = f"stage {last + 1} ({order[last]})" if last < len(order) else f"the evaluation of stage {last}"
+    return f"resuming at {where}: {reused}, evaluated cells are kept"
 
 
 def _run_ranks(cfg: Any, ranks: Any, args: argparse.Namespace) -> int:
@@ -234,6 +252,10 @@ def _run_ranks(cfg: Any, ranks: Any, args: argparse.Namespace) -> int:
     from .run_lock import lock_unless_secondary
     from .runner import execute, plan_run
 
+    from .interrupt import Interrupted, deferred, explain, ignore_in_worker
+
+    if ranks.worker:
+        ignore_in_worker()  # rank 0 stops on the signal and then stops this process
     saved_env = dict(os.environ)
     launcher = None
     held = contextlib.ExitStack()  # rank 0's lock on the run folder, taken before any worker starts
@@ -264,7 +286,10 @@ def _run_ranks(cfg: Any, ranks: Any, args: argparse.Namespace) -> int:
         if ranks.rank == 0:
             _announce(plan, args, f" ({ranks.world_size} processes)")
         try:
-            summary = execute(plan, progress=not args.quiet)
+            with deferred() if ranks.rank == 0 else contextlib.nullcontext():
+                summary = execute(plan, progress=not args.quiet)
+        except Interrupted as exc:  # the workers are stopped and the lock released below (finally)
+            raise explain(exc, plan.run_dir, args.argv) from None
         except Exception:
             # a collective that fails because a worker died: say which rank and how to go on, not the traceback
             message = launcher.failure(wait=5.0) if launcher is not None else None
@@ -492,11 +517,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # the worker ranks of a run re-execute exactly this command line
+    from .interrupt import Interrupted
+
     try:
         commands = {"run": cmd_run, "ceiling": cmd_ceiling, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard,
                     "convert": cmd_convert, "metrics": cmd_metrics, "list": cmd_list, "tune": cmd_tune,
                     "backbone": cmd_backbone}
         return commands[args.command](args)
+    except Interrupted as exc:  # SIGINT (130) / SIGTERM (143): what was interrupted, what is safe, how to resume
+        print(f"mcit-bench: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
     except (UserError, RunError) as exc:  # bad input (2) or a run that cannot go on (1): one line, no traceback
         print(f"mcit-bench: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -32,6 +32,11 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # built-in step, 1.3% of a default run's training; off by default because its last-bit rounding changes
     # the matrix like another seed (lora-ft order 3: avg 46.95 -> 39.98, mft 82.69 -> 81.92, docs/performance.md)
     "fused_optimizer": False,
+    # training health (divergence.LossHealth): stop when the lm loss sits within health_uniform_tol nats of
+    # ln(vocabulary) or above health_rise x the first steps' mean for health_window steps in a row (0 = off)
+    "health_window": 2,
+    "health_uniform_tol": 0.02,
+    "health_rise": 3.0,
     "eval_batch_size": 100,
     # MiB of per-record training encodings kept in memory (0 = none): later epochs skip image decoding,
     # image processing and tokenization

@@ -43,6 +43,14 @@ def fused_adamw(groups: list[dict[str, Any]], wanted: bool) -> bool:
     return wanted and bool(devices) and devices <= {"cpu", "cuda"}
 
 
+def _vocab_size(strategy: Strategy) -> int | None:
+    """Rows of the output projection (the uniform loss is ln of it); None when the backbone has none."""
+    try:
+        return int(strategy.backbone.model.get_output_embeddings().weight.shape[0])
+    except (AttributeError, TypeError):
+        return None
+
+
 class ContinualModule(L.LightningModule):
     def __init__(self, strategy: Strategy, hparams: dict[str, Any], total_steps: int, stage: int = 0,
                  task: str = "") -> None:
@@ -51,6 +59,9 @@ class ContinualModule(L.LightningModule):
         self.run_hparams = hparams
         self.total_steps = total_steps
         self.stage, self.task = stage, task  # named in the divergence error
+        from .divergence import LossHealth
+
+        self.health = LossHealth(_vocab_size(strategy), hparams)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self.strategy.train_step(batch)
@@ -62,12 +73,20 @@ class ContinualModule(L.LightningModule):
 
             check_losses({name: float(value.detach()) for name, value in losses.items()} | {"total": float(total.detach())},
                          self.stage, self.task, self.global_step + 1, self.total_steps, self.run_hparams)
+        if "lm" in losses:  # a finite loss that says the model is destroyed stops the run too
+            self.health.check(float(losses["lm"].detach()), self.stage, self.task, self.global_step + 1,
+                              self.total_steps, self.run_hparams)
         if self._logger_writes_this_step():
             batch_size = len(batch["input_ids"])
             for name, value in losses.items():
                 self.log(f"train/{name}", value.detach(), batch_size=batch_size)
             self.log("train/loss", total.detach(), batch_size=batch_size)
         return torch.stack(list(rank_normalised(losses, batch).values())).sum()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        from .interrupt import check
+
+        check()  # a safe point: SIGINT / SIGTERM stop here, before the step changes anything
 
     def _logger_writes_this_step(self) -> bool:
         """Whether the logger writes this step's values (Lightning's ``log_every_n_steps`` rule). ``self.log``

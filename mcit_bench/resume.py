@@ -18,7 +18,7 @@ from .errors import UserError
 
 # Settings that only steer how the next stages are optimised (or cost): safe to change between stages.
 RESUMABLE = ("lr", "weight_decay", "warmup_ratio", "grad_clip", "steps_per_task", "batch_size", "eval_batch_size",
-             "collate_cache_mb", "lora_dropout")
+             "collate_cache_mb", "lora_dropout", "health_window", "health_uniform_tol", "health_rise")
 SAME_RUN = ("method", "benchmark", "backbone", "seed", "preset", "eval_mode")
 
 

@@ -107,10 +107,28 @@ def plan_run(cfg: RunConfig, check_existing: bool = True) -> Plan:
         now = {key: method_cls.name if key == "method" else getattr(cfg, key) for key in SAME_RUN}
         resume = check_resume(run_dir, now, hparams, order)
     else:
+        if check_existing:
+            _refuse_stateless_results(run_dir, cfg.resume)
         resume = None
     return Plan(cfg, method_cls, hparams, benchmark, order, cfg.backbone, run_dir,
                 preset_values=dict(PRESETS[cfg.preset] if preset_values is None else preset_values), tuned=tuned,
                 resume=resume)
+
+
+RESULT_FILES = ("checkpoints", "predictions", "accuracy.csv", "summary.json")
+
+
+def _refuse_stateless_results(run_dir: Path, resume: bool) -> None:
+    """A folder with results but no state.json is never started over: that would overwrite them unasked."""
+    found = [name for name in RESULT_FILES if (run_dir / name).exists()]
+    if not found:
+        return
+    there = ", ".join(found)
+    if resume:
+        raise UserError(f"{run_dir}: --resume but {STATE_FILE} is missing while {there} are there; cannot tell what "
+                        f"was done, nothing was changed: restore {STATE_FILE}, or move the folder away to start over")
+    raise UserError(f"{run_dir}: holds another run's files ({there}) but no {STATE_FILE}; nothing was changed: to "
+                    f"start over, remove the folder (rm -r {run_dir}) or pass another --output")
 
 
 def _tuned_preset(cfg: RunConfig, method_cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -233,6 +251,8 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
             plan.resume.changes = record_change(run_dir, plan.resume.new_change)
             plan.resume.new_change = None
     state = RunState(run_dir / STATE_FILE, writer=writer)
+    if writer and not (run_dir / STATE_FILE).exists():
+        state.save()  # before any result file: a folder with results always has the state that explains them
     state.data = distributed.broadcast(state.data)  # rank 0's view of what is done (--resume) for every rank
     torch.set_num_threads(max(1, torch.get_num_threads()))
     built = build_strategy(plan, run_dir if writer else None, progress)
@@ -248,10 +268,14 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
         strategy.restore(load_checkpoint(run_dir, last_trained))  # safetensors + JSON: loading runs no code
     display = RunProgress.for_run(plan, state, strategy, last_trained, enabled=progress)
 
+    from . import interrupt
+
     n = len(tasks)
     test_sets = {t.name: plan.benchmark.test_split(t.name) for t in tasks}
     for stage in range(0, n + 1):
         if stage > last_trained and stage > 0:
+            interrupt.doing(f"training stage {stage} (task {tasks[stage - 1].name})")
+            interrupt.check()
             if strategy.trains and (not strategy.joint or stage == n):
                 _train_stage(plan, strategy, tasks, stage, collate_train, state, display)
             else:
@@ -269,6 +293,8 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
             task = tasks[col]
             if state.cell(stage, task.name) is not None:
                 continue
+            interrupt.doing(f"evaluating stage {stage} on {task.name}")
+            interrupt.check()
             from .evaluation import evaluate_cell
 
             strategy.on_evaluate(stage, col)

@@ -225,3 +225,37 @@ def test_full_disk_stops_with_the_path_and_damages_nothing(tmp_path: Path, micro
             read_sealed_json(cut / "run" / "state.json", "run state")  # intact, checksum and all
         assert main(run_args(cut, "--resume")) == 0
         assert (cut / "run" / "accuracy.csv").read_text() == reference
+
+
+def test_a_destroyed_model_with_a_finite_loss_stops_the_run(tmp_path: Path, micro_backbone: Path, capsys) -> None:
+    """lr=1e6: the loss sits at ln(512), the uniform distribution; never a result (exit 1, not trained)."""
+    code, err = cli(capsys, run_args(tmp_path, "--set", "lr=1e6"))
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "ln(vocabulary size) = 6.2383" in err and "stage 1 (task 'styles')" in err and "--resume --set lr=" in err
+    state = read_sealed_json(tmp_path / "run" / "state.json", "run state")
+    assert state["trained"] == [] and not state["complete"]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resume_without_state_refuses_and_overwrites_nothing(tmp_path: Path, partial: Path, capsys) -> None:
+    (partial / "state.json").unlink()
+    files = {p: p.read_bytes() for p in partial.rglob("*") if p.is_file() and "logs" not in p.parts}
+    code, err = cli(capsys, run_args(tmp_path, "--resume"))
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "state.json is missing" in err and "checkpoints, predictions, accuracy.csv, summary.json" in err
+    code, err = cli(capsys, run_args(tmp_path))  # a fresh run into it: refused the same way, says how to start over
+    assert code == 2 and "another run's files" in err and "rm -r" in err, err
+    assert {p: p.read_bytes() for p in partial.rglob("*") if p.is_file() and "logs" not in p.parts} == files
+
+
+def test_backbone_folder_with_only_pickle_weights_is_refused(tmp_path: Path, micro_backbone: Path, capsys) -> None:
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(micro_backbone, folder)
+    for weights in folder.rglob("*.safetensors"):
+        weights.rename(weights.with_name("pytorch_model.bin"))
+    (folder / "SHA256SUMS").unlink(missing_ok=True)
+    code, err = cli(capsys, run_args(tmp_path, "--backbone", str(folder)))
+    assert code == 2 and "only pickle weights (pytorch_model.bin)" in err and "safe_serialization=True" in err, err
+    assert not (tmp_path / "run").exists()

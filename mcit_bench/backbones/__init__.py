@@ -58,11 +58,27 @@ def check_backbone(spec: str) -> None:
             raise UserError(f"backbone folder {str(path)!r} has no config.json (expected a save_pretrained folder)")
         if (path / MANIFEST).is_file():  # a copy of a harness build: its files must be the ones it lists
             verify_folder(path)
+        check_safetensors(path)
         return
     if "/" in spec and not spec.startswith((".", "/")) and _hf_cached(spec) is not None:
         return
     raise UserError(f"unknown backbone {spec!r}: not a built-in ({', '.join(BUILTIN_BACKBONES)}), not a folder, "
                     f"and not in the local Hugging Face cache (mcit-bench never downloads)")
+
+
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def check_safetensors(folder: Path) -> None:
+    """Weights are loaded from safetensors only (``use_safetensors=True``): a pickle checkpoint can run code
+    when it is loaded, so a folder with only pickle weights is refused with the way to convert it."""
+    if any(folder.rglob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
+    if pickles:
+        raise UserError(f"backbone folder {str(folder)!r} holds only pickle weights ({', '.join(pickles)}); mcit-bench "
+                        f"loads safetensors only (a pickle can run code when loaded): convert it once where you trust "
+                        f"the file, e.g. `Model.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)`")
 
 
 def backbone_path(spec: str, progress: bool = True) -> Path:

@@ -52,7 +52,7 @@ class InstructBlipBackbone(Backbone):
     def load_parts(cls, path: Path, dtype: torch.dtype) -> tuple[nn.Module, Any]:
         from transformers import AutoProcessor, InstructBlipForConditionalGeneration
 
-        model = InstructBlipForConditionalGeneration.from_pretrained(path, dtype=dtype)
+        model = InstructBlipForConditionalGeneration.from_pretrained(path, dtype=dtype, use_safetensors=True)
         if not model.config.use_decoder_only_language_model:
             raise UserError(f"backbone {str(path)!r}: InstructBLIP with an encoder-decoder LM "
                             f"({model.config.text_config.model_type}) is not supported; use a Vicuna/LLaMA one")

@@ -115,7 +115,7 @@ class Backbone(nn.Module):
         """The family's model and processor from a ``save_pretrained`` folder."""
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-        return LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype), AutoProcessor.from_pretrained(path)
+        return LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype, use_safetensors=True), AutoProcessor.from_pretrained(path)
 
     @classmethod
     def pick_template(cls, preferred: str | None) -> str:
@@ -278,6 +278,6 @@ def load_clip(clip_dir: str | Path, dtype: torch.dtype = torch.float32) -> tuple
 
     if not (Path(clip_dir) / "config.json").is_file():
         raise UserError(f"clip_path {str(clip_dir)!r}: no config.json there (expected a CLIPModel folder)")
-    clip = CLIPModel.from_pretrained(clip_dir, dtype=dtype)
+    clip = CLIPModel.from_pretrained(clip_dir, dtype=dtype, use_safetensors=True)
     clip.requires_grad_(False).eval()
     return clip, AutoTokenizer.from_pretrained(clip_dir)

@@ -107,7 +107,7 @@ class Qwen2VLBackbone(Backbone):
     def load_parts(cls, path: Path, dtype: torch.dtype) -> tuple[nn.Module, Any]:
         from transformers import Qwen2VLForConditionalGeneration
 
-        return Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=dtype), \
+        return Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=dtype, use_safetensors=True), \
             Qwen2VLLiteProcessor.from_pretrained(path)
 
     @property
