@@ -2,11 +2,14 @@
 
 The lock is ``fcntl.flock`` on the file, which the kernel drops when its process dies, so the lock
 of a killed job (SIGKILL, OOM, a lost node) is stale the moment the job is gone and the next job
-takes it over; the pid and host written inside only name the holder in the error message.
+takes it over; the pid and host written inside only name the holder in the error message. The record
+also holds the boot id and the process's start time (``/proc``), so that where ``flock`` is not supported
+(some network filesystems) a reused pid, or a pid of an earlier boot, is never taken for the owner.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -18,6 +21,29 @@ from typing import Any
 from .errors import RunError
 
 LOCK_FILE = "run.lock"
+
+
+def process_identity(pid: int) -> dict[str, Any]:
+    """Boot id and start time (clock ticks since boot) of ``pid``: with the host, they name one process."""
+    def read(path: str) -> str | None:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return None
+
+    stat = read(f"/proc/{pid}/stat")
+    start = stat.rsplit(")", 1)[1].split()[19] if stat else None  # field 22: starttime
+    return {"boot_id": read("/proc/sys/kernel/random/boot_id"), "start_time": start}
+
+
+def holder_alive(info: dict[str, Any]) -> bool:
+    """Whether the process recorded in a lock file still runs (same host, same boot, same start time)."""
+    if info.get("host") != socket.gethostname():
+        return True  # cannot tell from here: assume it runs
+    now = process_identity(int(info["pid"]))
+    if now["start_time"] is None:
+        return False
+    return info.get("boot_id") == now["boot_id"] and info.get("start_time") == now["start_time"]
 
 
 class FolderLocked(RunError):
@@ -53,7 +79,12 @@ class RunLock:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                        raise
+                    self._check_record()  # no flock on this filesystem: the record decides
             except BlockingIOError:
                 os.close(fd)
                 raise FolderLocked(f"{self.path.parent}: in use by another {self._holder()}; wait for it to "
@@ -66,7 +97,7 @@ class RunLock:
                 break
             os.close(fd)
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,
-                             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"
+                             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **process_identity(os.getpid())}) + "\n"
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, record.encode(), 0)
@@ -74,6 +105,15 @@ class RunLock:
             os.close(fd)
             raise
         return fd
+
+    def _check_record(self) -> None:
+        """Without flock: refuse only when the recorded holder is this very process, still running."""
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return
+        if isinstance(info, dict) and "pid" in info and holder_alive(info):
+            raise BlockingIOError
 
     def _holder(self) -> str:
         try:

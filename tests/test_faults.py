@@ -259,3 +259,37 @@ def test_backbone_folder_with_only_pickle_weights_is_refused(tmp_path: Path, mic
     code, err = cli(capsys, run_args(tmp_path, "--backbone", str(folder)))
     assert code == 2 and "only pickle weights (pytorch_model.bin)" in err and "safe_serialization=True" in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_lock_record_tells_a_reused_pid_from_its_owner(tmp_path: Path) -> None:
+    from mcit_bench.run_lock import RunLock, holder_alive
+
+    with RunLock(tmp_path):
+        info = json.loads((tmp_path / "run.lock").read_text())
+        assert info["boot_id"] and info["start_time"] and holder_alive(info)
+        assert not holder_alive({**info, "start_time": str(int(info["start_time"]) - 1)})  # same pid, another process
+        assert not holder_alive({**info, "boot_id": "another-boot"})
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_cleanly_says_how_to_resume_and_resume_finishes(tmp_path: Path, micro_backbone: Path,
+                                                                    sig: int, code: int) -> None:
+    import time
+
+    args = run_args(tmp_path)
+    child = subprocess.Popen([sys.executable, "-m", "mcit_bench.cli", *args], stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "run"
+    deadline = time.time() + 300
+    while not (run / "state.json").exists() and time.time() < deadline:  # stop it once real work runs
+        time.sleep(0.05)
+    child.send_signal(sig)
+    err = child.communicate(timeout=300)[1]
+    lines = [line for line in err.splitlines() if line.startswith("mcit-bench:")]
+    assert child.returncode == code, err[-2000:]
+    assert len(lines) == 1 and f"interrupted by {signal.Signals(sig).name}" in lines[0], lines
+    assert "safe on disk" in lines[0] and lines[0].endswith(" --resume") and str(run) in lines[0]
+    assert not (run / "run.lock").exists()
+    assert_every_file_parses(run)
+    out = subprocess.run([sys.executable, "-m", "mcit_bench.cli", *[a for a in args if a != "--quiet"], "--resume"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "resuming at stage " in out.stdout, out.stderr[-2000:]
