@@ -158,6 +158,7 @@ class ImageIndex:
 
     def resolve(self, relative: str, path: Path, index: int) -> str:
         """The path relative to the root where the image exists (possibly with an aliased first folder)."""
+        self._inside(relative, relative, path, index)
         if relative in self._seen:
             found = self._seen[relative]
         else:
@@ -166,11 +167,19 @@ class ImageIndex:
         if found is None:
             raise UserError(f"{path}: record {index}: image {relative!r} not found under {self.root}")
         if found not in self._checked:
+            self._inside(found, relative, path, index)  # after symlinks too
             problem = unreadable_image(self.root / found)
             if problem:
                 raise UserError(f"{self.root / found}: not a readable image ({problem}; record {index} of {path})")
             self._checked.add(found)
         return found
+
+    def _inside(self, candidate: str, relative: str, path: Path, index: int) -> None:
+        """An annotation's image path stays inside the image root (no absolute path, no ``..`` or symlink out)."""
+        root = os.path.realpath(self.root)
+        if os.path.isabs(relative) or os.path.commonpath([root, os.path.realpath(self.root / candidate)]) != root:
+            raise UserError(f"{path}: record {index}: image {relative!r} is outside the image root {self.root} "
+                            f"(expected a path relative to it)")
 
     def _find(self, relative: str) -> str | None:
         if os.path.isfile(self.root / relative):

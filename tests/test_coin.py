@@ -3,6 +3,7 @@ scorers' fields, validation failures, conversion, CoIN's own task order, and a q
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,15 @@ def test_sweep_plans_coins_own_orders_with_its_data_root(coin: Path, tmp_path: P
     plan = capsys.readouterr().out
     assert "would run 1 of 1" in plan and "coin/lora-ft/order1-seed0" in plan  # CoIN has one order, not six
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("image", ["../../../x.png", "/etc/hostname", "escape/x.png"])
+def test_image_paths_outside_the_data_root_are_refused(coin: Path, tmp_path: Path, image: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (coin / "cl_dataset" / "escape").symlink_to(outside)  # a symlink out of the root counts as outside
+    _set_json(coin_task_dir(coin, "OCRVQA") / "test.json", lambda d: d[2].update(image=image))
+    with pytest.raises(UserError, match=rf"OCRVQA/test\.json: record 2: image '{re.escape(image)}' is outside the "
+                                        r"image root") as info:
+        _load(coin)
+    assert "\n" not in str(info.value)

@@ -238,3 +238,16 @@ def test_quick_run_refuses_partial_data_before_any_work(ucit: Path, tmp_path: Pa
     assert main(["run", "--method", "lora-ft", "--benchmark", "ucit", "--data-root", str(ucit), "--backbone", MICRO,
                  "--preset", "quick", "--output", str(out), "--quiet"]) == 2
     assert "23998" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("image", ["../../../x.png", "/etc/hostname"])
+def test_image_paths_outside_the_data_root_are_refused(ucit: Path, tmp_path: Path, image: str, capsys) -> None:
+    path = ucit_task_dir(ucit, "ImageNet-R") / "train.json"
+    records = json.loads(path.read_text())
+    records[1]["image"] = image
+    path.write_text(json.dumps(records))
+    out = tmp_path / "canonical"
+    assert main(["convert", "ucit", "--data-root", str(ucit), "--output", str(out), "--no-strict-counts"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"train.json: record 1: image {image!r} is outside the image root" in err
+    assert not out.exists()
