@@ -408,6 +408,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     board = build_leaderboard(args.runs_dir, metrics=args.metrics.split(","), reference=args.reference.split(","),
                               paper_file=args.paper, baseline=args.baseline.strip() or None,
                               paired_metric=args.paired_metric)
+    for folder, why in board.skipped:  # every folder left out, by name (stderr: the table stays clean on stdout)
+        print(f"leaderboard: skipped {folder}: {why}", file=sys.stderr)
     plots: list = []
     if args.plots:
         from .plots import write_plots

@@ -319,3 +319,9 @@ def test_diagonal_by_position_in_the_order(tmp_path: Path) -> None:
     table = md[md.index("Score on each task right after learning it"):]
     assert "| method | t=1 | t=2 | ceiling |" in table and "| m | 50.00 | 40.00 | n/a |" in table
     assert "| joint" not in table.split("\n\n")[1]  # a method without intermediate rows has no diagonal to show
+
+
+def test_cli_names_every_skipped_folder_and_why(runs: Path, tmp_path: Path, capsys) -> None:
+    assert main(["leaderboard", str(runs), "--output", str(tmp_path / "board.md")]) == 0
+    err = capsys.readouterr().err
+    assert f"leaderboard: skipped {runs / 'synthetic' / 'm2' / 'order2-seed0'}: incomplete" in err
