@@ -153,6 +153,7 @@ def _add_tune(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcit-bench", description=(
         "Benchmark harness for Multimodal Continual Instruction Tuning: accuracy, FGT and FWD matrices."))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     c = sub.add_parser("convert", help="validate a downloaded real benchmark and write the canonical format")
@@ -181,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="registered methods, benchmarks, task orders and backbones")
     lst.add_argument("what", nargs="?", default="all", choices=["all", "methods", "benchmarks", "orders", "backbones"])
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (pyproject's), without importing the package's heavy parts."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mcit-bench")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        return "unknown (not installed)"
 
 
 def _devices(raw: str) -> Any:
@@ -433,6 +444,21 @@ def _cap_line(cap: int, source: str = "eval_max_new_tokens") -> str:
     return f"answers capped at {cap} new tokens ({source}; uncapped, each task has its native budget)"
 
 
+def _too_small_note(zero: dict[str, Any]) -> str:
+    """Why 'above chance' cannot be shown on some tasks: too few test records for the shift test."""
+    from .evaluation import ALPHA, SHUFFLE_SHIFTS
+
+    small = {name: z.get("shifts") or 0 for name, z in zero.items() if z.get("judgeable") is False}
+    if not small:
+        return ""
+    fewest = min(small.values())
+    which = "every task" if len(small) == len(zero) else ", ".join(small)
+    if not fewest:
+        return f" (not judged on {which}: no shifted pairing, chance_shifts=0 or under 2 test records)"
+    return (f" (cannot be judged on {which}: {fewest} shifted pairings give at best p={1 / (fewest + 1):.2f} > "
+            f"{ALPHA}; it takes {SHUFFLE_SHIFTS + 1} test records and chance_shifts={SHUFFLE_SHIFTS})")
+
+
 def _format_summary(summary: dict[str, Any]) -> str:
     keys = ("avg", "last", "mft", "bwt", "fgt", "fwd")
     line = "  ".join(f"{k}={_fmt(summary.get(k))}" for k in keys)
@@ -449,6 +475,7 @@ def _format_summary(summary: dict[str, Any]) -> str:
         above = [f"{name} {_fmt(z['score'])} (shuffled {_fmt(z['shuffled'])}, p={z['p_value']:.2f})"
                  for name, z in zero.items() if z["above_chance"]]
         line += f"\nzero-shot above chance on {len(above)} of {len(zero)} tasks" + (f": {', '.join(above)}" if above else "")
+        line += _too_small_note(zero)
     return line
 
 
@@ -498,15 +525,19 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in list_methods():
             aliases = aliases_of(name)
             print(f"  {name}" + (f"  (aliases: {', '.join(aliases)})" if aliases else ""))
-    if what in ("all", "benchmarks"):
-        from .benchmark import BENCHMARKS
+    from .benchmark import BENCHMARKS
 
+    if what in ("all", "benchmarks"):
         print("benchmarks:\n" + "\n".join(f"  {n}" for n in sorted(BENCHMARKS)))
     if what in ("all", "orders"):
-        from .config import list_orders
+        import importlib
 
-        print("orders (synthetic, ucit):\n" + "\n".join(f"  {o}" for o in list_orders()))
-        print("orders (coin):\n" + "\n".join(f"  {o}" for o in list_orders("coin")))
+        from .config import order_tasks
+
+        for name in sorted(BENCHMARKS):  # the canonical task names live beside each loader, no data is read
+            names = [t.name for t in importlib.import_module(BENCHMARKS[name].split(":")[0]).TASKS]
+            print(f"orders ({name}):\n" + "\n".join(f"  {number}: {' -> '.join(tasks)}"
+                                                   for number, tasks in order_tasks(name, names)))
     if what in ("all", "backbones"):
         from .backbones import BUILTIN_BACKBONES
 

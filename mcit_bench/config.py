@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, yaml_problem
 
 # Training budget and optimiser settings shared by every method.
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -186,7 +186,7 @@ def load_order(order: str, task_names: list[str], benchmark: str | None = None) 
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from exc
+        raise UserError(f"{path}: malformed YAML at {yaml_problem(exc)}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
         raise UserError(f"{path}: field 'tasks' must be a list of task names or indices")
     names = []
@@ -215,3 +215,8 @@ def list_orders(benchmark: str | None = None) -> list[str]:
         folder = folder / benchmark
     return sorted((p.name[len("order"):-len(".yaml")] for p in folder.iterdir()
                    if p.name.startswith("order") and p.name.endswith(".yaml")), key=lambda k: (len(k), k))
+
+
+def order_tasks(benchmark: str, task_names: list[str]) -> list[tuple[str, list[str]]]:
+    """Each built-in order of ``benchmark`` (canonical tasks ``task_names``): its number and its task sequence."""
+    return [(number, load_order(number, task_names, benchmark)) for number in list_orders(benchmark)]

@@ -24,3 +24,12 @@ class WriteError(RunError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+def yaml_problem(exc: Exception) -> str:
+    """``line L, column C: <problem>`` of a ``yaml.YAMLError`` (1-based, as editors count), else its first line."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"

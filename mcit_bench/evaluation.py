@@ -71,14 +71,16 @@ def shuffled_baseline(scorer: Any, answers: list[str], records: list[dict[str, A
     question scores its share of that letter on its own samples and exactly as much here. ``p_value`` is
     the shift-permutation test of "the answers do not depend on their sample": (1 + number of shifts
     scoring at least ``score``) / (shifts + 1); 0.05 with 19 shifts means the answers beat every shift.
-    Both None with fewer than two records.
+    Both None with fewer than two records. ``shifts``: the pairings used (n - 1 at most), so the smallest
+    p-value the test can give is 1 / (shifts + 1): 8 records (7 shifts) can never reach 0.05.
     """
     n = len(records)
     if n < 2:
-        return {"shuffled": None, "p_value": None}
+        return {"shuffled": None, "p_value": None, "shifts": 0}
     shifts = min(shifts, n - 1)
     scores = [float(scorer.score(answers, [records[(i + k) % n] for i in range(n)]).score) for k in range(1, shifts + 1)]
-    return {"shuffled": sum(scores) / shifts, "p_value": (1 + sum(s >= score for s in scores)) / (shifts + 1)}
+    return {"shuffled": sum(scores) / shifts, "p_value": (1 + sum(s >= score for s in scores)) / (shifts + 1),
+            "shifts": shifts}
 
 
 def evaluate_cell(strategy: Strategy, test_data: Any, task: Any, collate: Callable, batch_size: int,
@@ -126,7 +128,9 @@ def zero_shot_report(cells: dict[str, dict[str, Any]], tasks: list[Any]) -> dict
     ``p_value`` <= 0.05 (with 19 shifts: the answers beat every shifted pairing; with fewer shifts, or
     none, it cannot be shown and is False). A backbone that answers every question
     of a task with one letter scores that letter's share, perhaps above uniform chance, but never
-    beats its shifted pairings: it is not above chance there.
+    beats its shifted pairings: it is not above chance there. ``judgeable``: whether the test could show
+    it at all (False when too few records or shifts keep the smallest p-value above ALPHA; None when the
+    cell predates the recorded shift count).
     """
     out: dict[str, dict[str, Any]] = {}
     for task in tasks:
@@ -136,6 +140,8 @@ def zero_shot_report(cells: dict[str, dict[str, Any]], tasks: list[Any]) -> dict
         details = cell.get("details", {})
         p_value = details.get("p_value")
         above = p_value is not None and p_value <= ALPHA and (task.chance is None or cell["score"] > task.chance)
+        shifts = details.get("shifts")
+        judgeable = None if shifts is None and p_value is not None else bool(shifts) and 1 / (shifts + 1) <= ALPHA
         out[task.name] = {"score": cell["score"], "chance": task.chance, "shuffled": details.get("shuffled"),
-                          "p_value": p_value, "above_chance": above}
+                          "p_value": p_value, "above_chance": above, "judgeable": judgeable, "shifts": shifts}
     return out

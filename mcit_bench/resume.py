@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, yaml_problem
 
 # Settings that only steer how the next stages are optimised (or cost): safe to change between stages.
 RESUMABLE = ("lr", "weight_decay", "warmup_ratio", "grad_clip", "steps_per_task", "batch_size", "eval_batch_size",
@@ -58,8 +58,10 @@ def check_resume(run_dir: Path, now: dict[str, Any], hparams: dict[str, Any], or
     except FileNotFoundError:
         raise UserError(f"{config_path}: missing, but {run_dir}/state.json exists; cannot tell which run this "
                         "is: move the folder away to start again") from None
-    except (OSError, yaml.YAMLError) as exc:
+    except OSError as exc:
         raise UserError(f"{config_path}: unreadable ({str(exc).splitlines()[0]})") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{config_path}: malformed YAML at {yaml_problem(exc)}") from None
     if not isinstance(config, dict):
         raise UserError(f"{config_path}: expected a mapping of the run's settings")
     for key in SAME_RUN:

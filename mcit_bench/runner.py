@@ -320,6 +320,13 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
     display.close()
     state.data["complete"] = True
     state.save()
+    if writer:  # the run's own heatmap and curves, once its matrix is complete and on disk
+        from .plots import write_run_plots
+
+        line = write_run_plots(run_dir, matrix_from_state(state, order), list(order), summary["curves"],
+                               f"{plan.method_cls.name}, order {cfg.order}, seed {cfg.seed}")
+        if progress:
+            print(line, flush=True)
     return summary
 
 

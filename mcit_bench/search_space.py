@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, yaml_problem
 
 SECTION = "search_space"
 TYPES = ("float", "int", "categorical")
@@ -73,7 +73,7 @@ def read_method_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from exc
+        raise UserError(f"{path}: malformed YAML at {yaml_problem(exc)}") from exc
     if not isinstance(loaded, dict):
         raise UserError(f"{path}: expected a mapping of hyper-parameters, got {type(loaded).__name__}")
     return loaded

@@ -43,3 +43,85 @@ def assert_every_file_parses(folder: Path, temp_files_allowed: bool = False) -> 
             rows = list(csv.reader(path.read_text().splitlines()))
             assert rows and all(len(r) == len(rows[0]) for r in rows), path
         assert temp_files_allowed or not path.name.endswith(".tmp"), path
+
+
+# Tests that take more than a few seconds on 2 cores (end-to-end runs and resumes, several processes,
+# kills, studies): `pytest -m "not slow"` leaves them out. One quick run (test_run's first test) stays in
+# the fast subset, so that it still reaches the runner, the Lightning module, evaluation and the plots.
+SLOW = {
+    "test_backbone_families.py::test_lm_loss_equals_cross_entropy_of_the_native_logits",
+    "test_backbone_families.py::test_quick_continual_run_per_family",
+    "test_builtin_world.py::test_clip_text_tower_pools_at_the_eos_token",
+    "test_caption_metrics.py::test_caption_auto_uses_coco_with_meteor_and_never_spice",
+    "test_ceiling.py::test_a_tuned_ceiling_feeds_the_tuned_runs_row",
+    "test_ceiling.py::test_ceiling_trains_each_task_alone_resumes_and_feeds_the_leaderboard",
+    "test_coin.py::test_quick_run_with_text_only_questions",
+    "test_console.py::test_console_shows_no_library_banners_tips_or_warnings",
+    "test_console.py::test_quiet_prints_only_the_summary",
+    "test_distributed.py::test_killed_rank_stops_the_run_and_resume_completes_it",
+    "test_distributed.py::test_state_checksum_catches_a_rank_that_differs",
+    "test_distributed.py::test_statistics_on_two_ranks_equal_one_process",
+    "test_distributed.py::test_sweep_passes_the_process_flags_through",
+    "test_distributed.py::test_two_rank_gradient_equals_the_one_process_gradient",
+    "test_distributed.py::test_two_ranks_give_the_single_process_predictions_and_metrics",
+    "test_faults.py::test_checkpoint_carrying_a_pickle_is_refused_and_never_run",
+    "test_faults.py::test_damaged_state_or_checkpoint_is_refused_by_name",
+    "test_faults.py::test_divergence_stops_the_run_and_resume_with_a_smaller_lr_continues",
+    "test_faults.py::test_full_disk_stops_with_the_path_and_damages_nothing",
+    "test_faults.py::test_resume_refuses_changes_that_make_another_experiment",
+    "test_faults.py::test_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over",
+    "test_fwd_prompt.py::test_controls_without_projection_leak_into_memory",
+    "test_fwd_prompt.py::test_default_is_the_literal_formula_and_keeps_room",
+    "test_fwd_prompt.py::test_default_update_avoids_memory_and_stays_in_pretrained_space",
+    "test_fwd_prompt.py::test_first_task_trains_unprojected",
+    "test_fwd_prompt.py::test_projected_gradient_alone_suffices_with_sgd",
+    "test_fwd_prompt.py::test_projection_holds_through_the_lightning_loop",
+    "test_fwd_prompt.py::test_quick_run_reports_analysis_and_resumes_identically",
+    "test_fwd_prompt.py::test_random_subspace_control_has_the_default_dimension",
+    "test_fwd_prompt.py::test_residual_and_additive_modes_avoid_memory_only",
+    "test_kill.py::test_kill_anywhere_then_resume_gives_the_uninterrupted_results",
+    "test_kill.py::test_killed_sweep_resumes_to_the_uninterrupted_results",
+    "test_many.py::test_merge_streamed_by_layer_groups_equals_one_pass",
+    "test_many.py::test_quick_run_and_resume",
+    "test_many.py::test_strategy_merge_state_and_resume",
+    "test_modalprompt.py::test_alignment_losses_train_the_transform",
+    "test_modalprompt.py::test_inference_prompt_length_is_bounded",
+    "test_modalprompt.py::test_quick_run_resume_and_report",
+    "test_multiturn.py::test_three_turn_conversation_labels_exactly_the_three_answers",
+    "test_plugins.py::test_entry_point_plugin_runs_through_cli",
+    "test_readme_leaderboard.py::test_the_tool_rewrites_only_the_marked_table",
+    "test_run.py::test_resume_after_interruption_gives_identical_matrix",
+    "test_run.py::test_same_seed_same_matrix",
+    "test_run.py::test_zero_shot_rows_equal_and_joint_has_two_rows",
+    "test_shipped_backbone.py::test_fresh_run_of_builtin_uses_shipped_weights_without_building",
+    "test_stock_llava.py::test_stock_llava_checkpoint_runs",
+    "test_sweep.py::test_interrupted_sweep_resumes_and_never_reruns_finished_work",
+    "test_training_step.py::test_logging_only_the_written_steps_writes_what_logging_every_step_wrote",
+    "test_training_step.py::test_speed_benchmark_runs_and_splits_a_run",
+    "test_tune.py::test_a_clearly_worse_trial_is_pruned_after_its_first_task",
+    "test_tune.py::test_by_default_no_trial_is_pruned_after_the_first_task",
+    "test_tune.py::test_study_runs_is_interrupted_and_resumes_with_its_stored_trials",
+    "test_ucit.py::test_caption_task_uses_the_seven_metric_coco_score_when_available",
+    "test_ucit.py::test_quick_run_through_the_native_files",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.split("[")[0].removeprefix("tests/") in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """With a marker selection (the fast subset), name the modules of mcit_bench/ no selected test imported."""
+    import pkgutil
+    import sys
+
+    import mcit_bench
+
+    if not config.getoption("markexpr"):
+        return
+    every = {m.name for m in pkgutil.walk_packages(mcit_bench.__path__, "mcit_bench.")}
+    missed = sorted(name for name in every if name not in sys.modules)
+    terminalreporter.write_line(f"mcit_bench modules imported by the selected tests: {len(every) - len(missed)} "
+                                f"of {len(every)}" + (f"; not imported: {', '.join(missed)}" if missed else ""))

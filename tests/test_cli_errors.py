@@ -51,9 +51,10 @@ def test_set_value_type(tmp_path: Path, capsys) -> None:
 
 def test_malformed_order_yaml(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "order.yaml"
-    bad.write_text("tasks: [0, 1,\n  - oops")
+    bad.write_text("name: mine\ntasks: [0, 1\n  - oops: 2\n")
     code, err = _run(capsys, quick_args(tmp_path, "lora-ft", str(bad)))
-    assert code == 2 and str(bad) in err and "malformed YAML" in err
+    # the place as an editor counts it (yaml's problem_mark is 0-based): line 3, the ':' after 'oops'
+    assert code == 2 and str(bad) in err and "malformed YAML at line 3, column 9:" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
 
@@ -92,3 +93,20 @@ def test_help_does_not_import_torch() -> None:
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_version(capsys) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"mcit-bench {version('mcit-bench')}"
+
+
+def test_list_orders_prints_each_orders_tasks(capsys) -> None:
+    assert main(["list", "orders"]) == 0
+    out = capsys.readouterr().out
+    # order 3 of the Latin square, by name for each benchmark sharing it, and CoIN's own order
+    assert "  3: icons -> scene_caption -> chart -> count_math -> styles -> degraded_caption\n" in out
+    assert "  3: IconQA -> Flickr30k -> ArxivQA -> CLEVR-Math -> ImageNet-R -> VizWiz-caption\n" in out
+    assert "  1: ScienceQA -> TextVQA -> ImageNet -> GQA -> VizWiz -> Grounding -> VQAv2 -> OCR-VQA\n" in out

@@ -193,7 +193,10 @@ def test_cli_writes_table_and_plots(runs: Path, tmp_path: Path, capsys) -> None:
     text = out.read_text()
     assert "![Per-stage curves" in text and "](plots/curves.png)" in text
     pngs = sorted(p.relative_to(plots).as_posix() for p in plots.rglob("*.png"))
-    assert "curves.png" in pngs and "heatmaps/m1-order2-seed0.png" in pngs and len(pngs) == 1 + 7
+    # one heatmap figure per row (its runs as a grid), not one link per run
+    assert pngs == ["curves.png", "heatmaps/joint.png", "heatmaps/m1.png", "heatmaps/m2.png", "heatmaps/m3.png",
+                    "heatmaps/zero-shot.png"]
+    assert "![m1: accuracy matrices of its 2 run(s)](plots/heatmaps/m1.png)" in text and "m1-order2-seed0" not in text
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.rglob("*.png"))
     assert main(["leaderboard", str(runs), "--metrics", "avg,nope"]) == 2
     assert "unknown metric(s) nope" in capsys.readouterr().err

@@ -32,6 +32,9 @@ def test_quick_run_writes_everything(tmp_path: Path, micro_backbone: Path) -> No
     assert len(preds) == 8 and set(json.loads(preds[0])) == {"uid", "text"}
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == \
         sorted(f"stage{t}.{ext}" for t in range(1, 7) for ext in ("json", "safetensors"))
+    # the completed run's own figures (matplotlib is in the test extra)
+    assert sorted(p.name for p in (run / "plots").iterdir()) == ["curves.png", "heatmap.png"]
+    assert (run / "plots" / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_same_seed_same_matrix(tmp_path: Path, micro_backbone: Path) -> None:

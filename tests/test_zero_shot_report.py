@@ -22,7 +22,8 @@ def test_a_constant_answer_is_never_above_its_shuffled_level():
     answers = ["C"] * len(records)
     own = scorer.score(answers, records).score
     assert own == pytest.approx(37.5)
-    assert shuffled_baseline(scorer, answers, records, own) == {"shuffled": pytest.approx(37.5), "p_value": 1.0}
+    assert shuffled_baseline(scorer, answers, records, own) == {"shuffled": pytest.approx(37.5), "p_value": 1.0,
+                                                                   "shifts": 7}
 
 
 def test_right_answers_beat_every_shift():
@@ -43,7 +44,8 @@ def test_right_answers_beat_every_shift():
 
 def test_shuffled_baseline_needs_two_records():
     scorer = get_scorer("choice_letter", "strict")
-    assert shuffled_baseline(scorer, ["A"], _mc_records("A"), 100.0) == {"shuffled": None, "p_value": None}
+    assert shuffled_baseline(scorer, ["A"], _mc_records("A"), 100.0) == {"shuffled": None, "p_value": None,
+                                                                              "shifts": 0}
 
 
 def test_captions_that_name_the_image_beat_their_shuffled_level():
@@ -69,3 +71,24 @@ def test_report_marks_above_chance_only_above_every_level():
     assert set(report) == {"mc", "cap", "mc2", "mc3"}  # no cell, no entry
     assert [report[t]["above_chance"] for t in ("mc", "cap", "mc2", "mc3")] == [False, True, True, False]
     assert report["cap"]["chance"] is None and report["cap"]["shuffled"] == 8.0
+
+
+def test_a_test_set_too_small_for_the_shift_test_is_said_so():
+    from mcit_bench.cli import _format_summary
+
+    tasks = [TaskSpec("mc", "x", "choice_letter", "strict", chance=25.0), TaskSpec("cap", "y", "caption", "synthetic")]
+    scorer = get_scorer("choice_letter", "strict")
+    records = _mc_records("ABCDCCAB")  # the quick preset's 8 records: 7 shifts, p >= 1/8
+    right = shuffled_baseline(scorer, [r["target"] for r in records], records, 100.0)
+    assert right["p_value"] == pytest.approx(1 / 8)  # every answer right, and still not provably above chance
+    small = {"mc": {"score": 100.0, "details": right}, "cap": {"score": 20.0, "details": right}}
+    report = zero_shot_report(small, tasks)
+    assert [report[t]["judgeable"] for t in ("mc", "cap")] == [False, False]
+    line = _format_summary({"zero_shot": report}).splitlines()[-1]
+    assert line.startswith("zero-shot above chance on 0 of 2 tasks (cannot be judged on every task: 7 shifted")
+    assert "p=0.12 > 0.05" in line
+    big = _mc_records("ABCD" * 10)
+    judged = shuffled_baseline(scorer, [r["target"] for r in big], big, 100.0)
+    full = zero_shot_report({"mc": {"score": 100.0, "details": judged}, "cap": {"score": 20.0, "details": right}}, tasks)
+    assert full["mc"]["judgeable"] is True
+    assert "cannot be judged on cap:" in _format_summary({"zero_shot": full}).splitlines()[-1]

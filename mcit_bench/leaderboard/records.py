@@ -12,7 +12,7 @@ import numpy as np
 import yaml
 
 from ..ceiling import CEILING_FILE
-from ..errors import UserError
+from ..errors import UserError, yaml_problem
 
 DEFAULT_METRICS = ("avg", "last", "mft", "bwt", "fgt", "fwd")
 # Run settings that make two runs incomparable when they differ (config.yaml keys).
@@ -66,7 +66,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{path}: malformed YAML at {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping")
     return data

@@ -213,9 +213,10 @@ def render_markdown(board: Leaderboard, plots: Sequence[Any] = (), output: str |
         for p in (p for p in group_plots if p.kind == "curves"):
             out += [f"![{p.title}]({_rel(p.path, output)})", ""]
         heatmaps = [p for p in group_plots if p.kind == "heatmap"]
-        if heatmaps:
-            out += ["Accuracy-matrix heatmaps: " + ", ".join(f"[{p.title}]({_rel(p.path, output)})" for p in heatmaps),
-                    ""]
+        if heatmaps:  # one figure per method, its runs as a grid (a run's own heatmap is in its folder)
+            out += ["Accuracy matrices, one figure per method (each run in its training order):", ""]
+            for p in heatmaps:
+                out += [f"![{p.title}]({_rel(p.path, output)})", ""]
     if board.skipped:
         out += ["Skipped (incomplete) runs: " + ", ".join(f"`{p}`" for p, _ in board.skipped), ""]
     if board.paper is not None:
