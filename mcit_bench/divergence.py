@@ -1,7 +1,7 @@
 """A non-finite training loss stops the run at once: a diverged model must never become a result.
 
 A finite loss can tell the same (``LossHealth``): a language-model loss that sits at ln(vocabulary size)
-(the uniform distribution: the model predicts nothing) or far above the first steps' loss, for
+(the uniform distribution: the model predicts nothing) after opening below it, or far above the first steps' loss, for
 ``health_window`` consecutive steps, stops the run the same way. Thresholds (hyper-parameters, ``--set``):
 ``health_window`` steps (0 = off), ``health_uniform_tol`` nats around ln(V), ``health_rise`` times the mean
 loss of the first ``health_window`` steps.
@@ -47,12 +47,18 @@ class LossHealth:
         self.rise = float(hparams.get("health_rise", 3.0))
         self.uniform = math.log(vocab_size) if vocab_size else None
         self.first: list[float] = []
+        self.opening: float | None = None
         self.stuck = self.high = 0
 
     def check(self, loss: float, stage: int, task: str, step: int, steps: int, hparams: dict[str, Any]) -> None:
         if self.window <= 0:
             return
-        at_uniform = self.uniform is not None and abs(loss - self.uniform) <= self.tol
+        if self.opening is None:
+            self.opening = loss
+        # A model that opens at the uniform value is untrained (a random-init backbone), not destroyed:
+        # only a model that started below ln(V) and fell back to it is stopped.
+        learned = self.uniform is not None and self.opening < self.uniform - self.tol
+        at_uniform = learned and abs(loss - self.uniform) <= self.tol
         self.stuck = self.stuck + 1 if at_uniform else 0
         if self.stuck >= self.window:
             _stop(f"loss stuck at ln(vocabulary size) = {self.uniform:.4f} (the uniform distribution) for {self.window} "
