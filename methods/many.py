@@ -52,7 +52,7 @@ Reconstructed choices (knobs):
 Memory of the merge (a 7B backbone, ``results/costs/many_merge.txt``): ``lpm_dtype`` (``float64``) stores P, W
   and the Grams in float32 on request (half the state); the update itself runs in float64 one layer group at a
   time (in float32 its cancellation P - P(..)GP loses ~1e-3); the float32 state stays within ~3e-4 of the
-  float64 one on the micro backbone (the Grams' round-off, through the ridge solve); ``lpm_groups_per_pass`` (0 = all at once) collects the Grams of that many layer groups per pass
+  float64 one on the tiny backbone (the Grams' round-off, through the ridge solve); ``lpm_groups_per_pass`` (0 = all at once) collects the Grams of that many layer groups per pass
   over the statistics sample and merges them before the next pass, so only one pass's Grams exist at a time
   (the LoRA is absorbed and the deltas refreshed after the last pass: every pass sees the same model, and
   the result equals the one-pass merge).

@@ -1,4 +1,4 @@
-"""Test set-up: offline, caches in a temp folder, one tiny 'micro' backbone built once per machine."""
+"""Test set-up: offline, caches in a temp folder, the shipped tiny backbone (it has learned answers)."""
 from __future__ import annotations
 
 import csv
@@ -15,19 +15,19 @@ os.environ.setdefault("HF_HOME", str(_CACHE / "hf"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-MICRO = "tiny-llava-micro"
+BACKBONE = "tiny-llava"
 
 
 @pytest.fixture(scope="session")
-def micro_backbone() -> Path:
-    """Path of the micro tiny backbone (a few seconds to build; cached by recipe hash)."""
+def tiny_backbone() -> Path:
+    """Path of the shipped tiny backbone (read-only; a learned model, so matrices and predictions are not empty)."""
     from mcit_bench.backbones import backbone_path
 
-    return backbone_path(MICRO, progress=False)
+    return backbone_path(BACKBONE, progress=False)
 
 
 def quick_args(tmp_path: Path, method: str = "lora-ft", order: str = "3", *extra: str) -> list[str]:
-    return ["run", "--method", method, "--order", order, "--backbone", MICRO, "--preset", "quick",
+    return ["run", "--method", method, "--order", order, "--backbone", BACKBONE, "--preset", "quick",
             "--output", str(tmp_path / "run"), "--quiet", "--logger", "none", *extra]
 
 
@@ -43,6 +43,19 @@ def assert_every_file_parses(folder: Path, temp_files_allowed: bool = False) -> 
             rows = list(csv.reader(path.read_text().splitlines()))
             assert rows and all(len(r) == len(rows[0]) for r in rows), path
         assert temp_files_allowed or not path.name.endswith(".tmp"), path
+
+
+def assert_learned(run: Path, min_tasks: int = 2) -> None:
+    """The run's matrix is non-zero on at least ``min_tasks`` tasks and at least half its predictions are
+    not empty: an equality of such runs (resume, ranks, determinism) would fail for a broken run."""
+    from mcit_bench.matrix_io import read_matrix_csv
+
+    R, names = read_matrix_csv(run / "accuracy.csv")
+    scored = [n for j, n in enumerate(names) if (R[:, j] > 0).any()]
+    assert len(scored) >= min_tasks, f"{run}: non-zero cells on {scored} only"
+    texts = [json.loads(line)["text"] for p in (run / "predictions").rglob("*.jsonl")
+             for line in p.read_text().splitlines()]
+    assert texts and sum(bool(t.strip()) for t in texts) >= len(texts) // 2, f"{run}: predictions mostly empty"
 
 
 # Tests that take more than a few seconds on 2 cores (end-to-end runs and resumes, several processes,

@@ -9,12 +9,12 @@ from mcit_bench.benchmarks.drawing import CELL, COLOURS
 from mcit_bench.benchmarks.synthetic import PRETRAIN_MAKERS, TASK_MAKERS, _rng, generate_records, pretraining_record
 
 
-def test_clip_text_tower_pools_at_the_eos_token(micro_backbone):
+def test_clip_text_tower_pools_at_the_eos_token(tiny_backbone):
     """transformers' CLIP pools at the highest token id when eos_token_id == 2 (a legacy config): the
     recipe's tokenizer must give EOS another id and end every CLIP text with it."""
     from mcit_bench.backbones.llava import load_clip
 
-    clip, tokenizer = load_clip(micro_backbone / "clip")
+    clip, tokenizer = load_clip(tiny_backbone / "clip")
     assert clip.config.text_config.eos_token_id == tokenizer.eos_token_id != 2
     enc = tokenizer(["a big red circle", "a red"], padding=True, return_tensors="pt")
     ends = enc["attention_mask"].sum(-1) - 1
@@ -23,13 +23,13 @@ def test_clip_text_tower_pools_at_the_eos_token(micro_backbone):
     torch.testing.assert_close(out.pooler_output, out.last_hidden_state[torch.arange(2), ends])
 
 
-def test_cached_features_give_llavas_own_loss(micro_backbone):
+def test_cached_features_give_llavas_own_loss(tiny_backbone):
     """The pre-training loop embeds vision features computed beforehand (through the Backbone adapter);
     the loss equals LLaVA's own forward on the pixels."""
     from mcit_bench.backbones.llava import Backbone
     from mcit_bench.collate import Collator
 
-    backbone = Backbone.from_pretrained(micro_backbone)
+    backbone = Backbone.from_pretrained(tiny_backbone)
     model = backbone.model
     batch = Collator(backbone.processor, backbone.template, train=True)([pretraining_record(0, i) for i in range(6)])
     positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)

@@ -6,17 +6,17 @@ from pathlib import Path
 
 from mcit_bench.cli import main
 
-from conftest import MICRO
+from conftest import BACKBONE
 
 TASKS = "styles,chart"
 
 
 def _ceiling(folder: Path, method: str = "lora-ft") -> int:
-    return main(["ceiling", "--method", method, "--backbone", MICRO, "--preset", "quick", "--tasks", TASKS,
+    return main(["ceiling", "--method", method, "--backbone", BACKBONE, "--preset", "quick", "--tasks", TASKS,
                  "--output", str(folder), "--quiet", "--logger", "none"])
 
 
-def test_ceiling_trains_each_task_alone_resumes_and_feeds_the_leaderboard(tmp_path: Path, micro_backbone: Path,
+def test_ceiling_trains_each_task_alone_resumes_and_feeds_the_leaderboard(tmp_path: Path, tiny_backbone: Path,
                                                                           capsys) -> None:
     root = tmp_path / "runs"
     folder = root / "synthetic" / "lora-ft" / "ceiling-seed0"
@@ -37,7 +37,7 @@ def test_ceiling_trains_each_task_alone_resumes_and_feeds_the_leaderboard(tmp_pa
     # a continual run of the same method and budget on those two tasks gets its ceiling column
     order = tmp_path / "two.yaml"
     order.write_text("tasks: [styles, chart]\n")
-    assert main(["run", "--method", "lora-ft", "--order", str(order), "--backbone", MICRO, "--preset", "quick",
+    assert main(["run", "--method", "lora-ft", "--order", str(order), "--backbone", BACKBONE, "--preset", "quick",
                  "--output", str(root / "synthetic" / "lora-ft" / "two"), "--quiet", "--logger", "none"]) == 0
     capsys.readouterr()
     assert main(["leaderboard", str(root), "--format", "csv"]) == 0
@@ -48,12 +48,12 @@ def test_ceiling_trains_each_task_alone_resumes_and_feeds_the_leaderboard(tmp_pa
 
 
 def test_unknown_task_is_a_one_line_error(tmp_path: Path, capsys) -> None:
-    assert main(["ceiling", "--method", "lora-ft", "--backbone", MICRO, "--tasks", "nope",
+    assert main(["ceiling", "--method", "lora-ft", "--backbone", BACKBONE, "--tasks", "nope",
                  "--output", str(tmp_path / "c")]) == 2
     assert "unknown task" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
-def test_a_tuned_ceiling_feeds_the_tuned_runs_row(tmp_path: Path, micro_backbone: Path, capsys) -> None:
+def test_a_tuned_ceiling_feeds_the_tuned_runs_row(tmp_path: Path, tiny_backbone: Path, capsys) -> None:
     """The leaderboard's ceiling must come from the same hyper-parameters as the row: with --preset tuned, the
     tuned values; a default-preset ceiling beside it must not be matched."""
     from mcit_bench.tuned import write_tuned
@@ -61,7 +61,7 @@ def test_a_tuned_ceiling_feeds_the_tuned_runs_row(tmp_path: Path, micro_backbone
     tuned = tmp_path / "tuned.yaml"
     write_tuned(tuned, "synthetic", "lora-ft", {"lr": 0.004, "lora_r": 8}, {"trials": 3})
     root = tmp_path / "runs" / "synthetic" / "lora-ft"
-    common = ["--method", "lora-ft", "--backbone", MICRO, "--quiet", "--logger", "none", "--set", "steps_per_task=2",
+    common = ["--method", "lora-ft", "--backbone", BACKBONE, "--quiet", "--logger", "none", "--set", "steps_per_task=2",
               "--set", "train_size=8", "--set", "test_size=4", "--set", "batch_size=4", "--set", "chance_shifts=0"]
     assert main(["ceiling", *common, "--tasks", TASKS, "--preset", "tuned", "--tuned", str(tuned),
                  "--output", str(root / "ceiling-seed0")]) == 0

@@ -13,7 +13,7 @@ from mcit_bench.cli import main
 from mcit_bench.config import load_order
 from mcit_bench.errors import UserError
 
-from conftest import MICRO
+from conftest import BACKBONE
 from native_fixtures import COIN_TASKS, coin_task_dir, make_coin
 
 
@@ -112,7 +112,7 @@ def test_validation_failures_name_the_file(coin: Path, breakage, message: str) -
 def test_a_zero_byte_image_stops_the_run_before_anything_is_written(coin: Path, tmp_path: Path, capsys) -> None:
     (coin / "cl_dataset" / "VQAv2" / "test" / "2.jpg").write_bytes(b"")
     out = tmp_path / "run"
-    assert main(["run", "--method", "lora-ft", "--benchmark", "coin", "--data-root", str(coin), "--backbone", MICRO,
+    assert main(["run", "--method", "lora-ft", "--benchmark", "coin", "--data-root", str(coin), "--backbone", BACKBONE,
                  "--preset", "quick", "--output", str(out), "--quiet", "--logger", "none"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "VQAv2/test/2.jpg: not a readable image (empty file" in err
@@ -180,11 +180,11 @@ def test_convert_and_read_back(coin: Path, tmp_path: Path) -> None:
     assert canonical.test_split("ScienceQA")[1]["image"] is None
 
 
-def test_quick_run_with_text_only_questions(coin: Path, tmp_path: Path, micro_backbone: Path, capsys) -> None:
+def test_quick_run_with_text_only_questions(coin: Path, tmp_path: Path, tiny_backbone: Path, capsys) -> None:
     _set_json(coin_task_dir(coin, "ScienceQA") / "test.json", lambda d: d.pop(1))  # pid "11" absent from test.json
     out = tmp_path / "run"
     assert main(["run", "--method", "lora-ft", "--order", "1", "--benchmark", "coin", "--data-root", str(coin),
-                 "--backbone", MICRO, "--preset", "quick", "--output", str(out), "--logger", "none",
+                 "--backbone", BACKBONE, "--preset", "quick", "--output", str(out), "--logger", "none",
                  "--set", "strict_counts=false", "--set", "eval_max_new_tokens=2"]) == 0
     printed = capsys.readouterr().out
     assert "answers capped at 2 new tokens" in printed  # in the plan and in the summary
@@ -203,7 +203,7 @@ def test_quick_run_with_text_only_questions(coin: Path, tmp_path: Path, micro_ba
 
 def test_sweep_plans_coins_own_orders_with_its_data_root(coin: Path, tmp_path: Path, capsys) -> None:
     assert main(["sweep", "--benchmark", "coin", "--data-root", str(coin), "--methods", "lora-ft", "--orders", "all",
-                 "--backbone", MICRO, "--preset", "quick", "--root", str(tmp_path / "runs"), "--dry-run"]) == 0
+                 "--backbone", BACKBONE, "--preset", "quick", "--root", str(tmp_path / "runs"), "--dry-run"]) == 0
     plan = capsys.readouterr().out
     assert "would run 1 of 1" in plan and "coin/lora-ft/order1-seed0" in plan  # CoIN has one order, not six
     assert not (tmp_path / "runs").exists()

@@ -19,8 +19,8 @@ def _assert_same(a: dict, b: dict) -> None:
             assert a[key] == b[key], key
 
 
-def test_cached_batches_equal_fresh_ones(micro_backbone):
-    backbone = Backbone.from_pretrained(micro_backbone)
+def test_cached_batches_equal_fresh_ones(tiny_backbone):
+    backbone = Backbone.from_pretrained(tiny_backbone)
     data = load_synthetic(train_size=12, test_size=4).train_split("scene_caption")
     raw = data.cast_column("image", datasets.Image(decode=False))
     assert isinstance(raw[0]["image"], dict)  # bytes, not a PIL image: the collator decodes
@@ -41,8 +41,8 @@ def test_cached_batches_equal_fresh_ones(micro_backbone):
     _assert_same(cached(mixed), fresh([data[i] for i in (3, 5, 0, 7)]))
 
 
-def test_cache_budget_and_eval_keys(micro_backbone):
-    backbone = Backbone.from_pretrained(micro_backbone)
+def test_cache_budget_and_eval_keys(tiny_backbone):
+    backbone = Backbone.from_pretrained(tiny_backbone)
     data = load_synthetic(train_size=8, test_size=4).train_split("styles")
     records = [data[i] for i in range(8)]
     one = Collator(backbone.processor, backbone.template, train=True, cache_mb=64)

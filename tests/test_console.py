@@ -11,7 +11,7 @@ from pathlib import Path
 from mcit_bench.cli import _format_summary
 from mcit_bench.progress import RunProgress
 
-from conftest import MICRO
+from conftest import BACKBONE
 
 # What Lightning, transformers and Python warnings print when left alone (one per kind of chatter).
 LIBRARY_LINES = ("GPU available", "TPU available", "Tip:", "litlogger", "LeafSpec", "deprecated", "Warning",
@@ -22,11 +22,11 @@ def _cli(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     order = tmp_path / "order.yaml"
     order.write_text("tasks: [icons, chart]\n")  # two tasks: every kind of output, in a fraction of the time
     args = [sys.executable, "-m", "mcit_bench.cli", "run", "--method", "lora-ft", "--order", str(order),
-            "--backbone", MICRO, "--preset", "quick", "--output", str(tmp_path / "run"), *extra]
+            "--backbone", BACKBONE, "--preset", "quick", "--output", str(tmp_path / "run"), *extra]
     return subprocess.run(args, capture_output=True, text=True, timeout=900, env=dict(os.environ))
 
 
-def test_console_shows_no_library_banners_tips_or_warnings(tmp_path: Path, micro_backbone: Path) -> None:
+def test_console_shows_no_library_banners_tips_or_warnings(tmp_path: Path, tiny_backbone: Path) -> None:
     done = _cli(tmp_path)
     assert done.returncode == 0, done.stderr
     console = done.stdout + done.stderr
@@ -36,7 +36,7 @@ def test_console_shows_no_library_banners_tips_or_warnings(tmp_path: Path, micro
     assert "GPU available" in log and "Trainer.fit" in log  # kept, not lost
 
 
-def test_quiet_prints_only_the_summary(tmp_path: Path, micro_backbone: Path) -> None:
+def test_quiet_prints_only_the_summary(tmp_path: Path, tiny_backbone: Path) -> None:
     done = _cli(tmp_path, "--quiet")
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

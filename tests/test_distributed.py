@@ -20,14 +20,14 @@ import torch
 from mcit_bench.cli import main
 from mcit_bench.registry import list_methods
 
-from conftest import MICRO
+from conftest import BACKBONE, assert_learned
 
 TWO_TASKS = "tasks: [icons, chart]\n"
 EXTRA = ["--set", "eval_batch_size=4"]
 
 
 def _args(out: Path, method: str, order: Path, *extra: str) -> list[str]:
-    return ["run", "--method", method, "--order", str(order), "--backbone", MICRO, "--preset", "quick",
+    return ["run", "--method", method, "--order", str(order), "--backbone", BACKBONE, "--preset", "quick",
             "--output", str(out), "--quiet", "--logger", "none", "--accelerator", "cpu", *EXTRA, *extra]
 
 
@@ -66,13 +66,14 @@ class Pairs:
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory: pytest.TempPathFactory, micro_backbone: Path) -> Pairs:
+def pairs(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Pairs:
     return Pairs(tmp_path_factory.mktemp("ddp"))
 
 
 @pytest.mark.parametrize("method", list_methods())
 def test_two_ranks_give_the_single_process_predictions_and_metrics(pairs: Pairs, method: str) -> None:
     single, double = pairs(method)
+    assert_learned(single)
     a, b = _predictions(single), _predictions(double)
     assert a.keys() == b.keys() and len(a) > 0
     same = sum(a[k] == b[k] for k in a) / len(a)
@@ -95,6 +96,7 @@ def test_two_ranks_give_the_single_process_predictions_and_metrics(pairs: Pairs,
 def test_killed_rank_stops_the_run_and_resume_completes_it(pairs: Pairs, tmp_path: Path) -> None:
     order = pairs.order
     reference = pairs("lora-ft")[1]
+    assert_learned(reference)
     out = tmp_path / "cut"
     proc = _two_ranks(out, "lora-ft", order)
     deadline = time.time() + 600
@@ -153,9 +155,9 @@ def _build(method: str, **overrides):
     from mcit_bench.seeding import seed_everything
     from mcit_bench.strategy import RunContext
 
-    plan = plan_run(RunConfig(method=method, order="1", backbone=MICRO, preset="quick", overrides=overrides,
+    plan = plan_run(RunConfig(method=method, order="1", backbone=BACKBONE, preset="quick", overrides=overrides,
                               output="/nonexistent-run"), check_existing=False)
-    backbone = load_backbone(MICRO, progress=False, template=plan.hparams.get("template"),
+    backbone = load_backbone(BACKBONE, progress=False, template=plan.hparams.get("template"),
                              preferred_template=plan.benchmark.template)
     seed_everything(0)
     strategy = plan.method_cls(backbone, plan.hparams)
@@ -189,7 +191,7 @@ def _grad_worker(rank: int, world: int, port: str, out: str) -> None:
         torch.save(grads, Path(out) / "two.pt")
 
 
-def test_two_rank_gradient_equals_the_one_process_gradient(tmp_path: Path, micro_backbone: Path) -> None:
+def test_two_rank_gradient_equals_the_one_process_gradient(tmp_path: Path, tiny_backbone: Path) -> None:
     one = _gradients(True)
     _spawn(_grad_worker, tmp_path)
     two = torch.load(tmp_path / "two.pt")
@@ -233,7 +235,7 @@ def _stats_worker(rank: int, world: int, port: str, out: str) -> None:
         torch.save(stats, Path(out) / "two.pt")
 
 
-def test_statistics_on_two_ranks_equal_one_process(tmp_path: Path, micro_backbone: Path) -> None:
+def test_statistics_on_two_ranks_equal_one_process(tmp_path: Path, tiny_backbone: Path) -> None:
     one = _statistics()
     _spawn(_stats_worker, tmp_path)
     two = torch.load(tmp_path / "two.pt")
@@ -265,10 +267,10 @@ def test_state_checksum_catches_a_rank_that_differs(tmp_path: Path) -> None:
     assert (tmp_path / "raised1").is_file()
 
 
-def test_sweep_passes_the_process_flags_through(tmp_path: Path, micro_backbone: Path) -> None:
+def test_sweep_passes_the_process_flags_through(tmp_path: Path, tiny_backbone: Path) -> None:
     order = tmp_path / "order.yaml"
     order.write_text(TWO_TASKS)
-    assert main(["sweep", "--methods", "zero-shot", "--orders", str(order), "--backbone", MICRO, "--preset", "quick",
+    assert main(["sweep", "--methods", "zero-shot", "--orders", str(order), "--backbone", BACKBONE, "--preset", "quick",
                  "--root", str(tmp_path / "runs"), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
                  "--logger", "none", "--set", "eval_batch_size=4"]) == 0
     config = next((tmp_path / "runs").rglob("config.yaml")).read_text()

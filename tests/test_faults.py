@@ -14,9 +14,9 @@ import pytest
 from mcit_bench.cli import main
 from mcit_bench.integrity import read_sealed_json, write_sealed_json
 
-from conftest import MICRO, assert_every_file_parses
+from conftest import BACKBONE, assert_every_file_parses
 
-TINY = ["--preset", "quick", "--backbone", MICRO, "--logger", "none", "--quiet", "--set", "test_size=2",
+TINY = ["--preset", "quick", "--backbone", BACKBONE, "--logger", "none", "--quiet", "--set", "test_size=2",
         "--set", "train_size=8", "--set", "steps_per_task=3"]
 
 
@@ -39,7 +39,7 @@ def cli(capsys, args: list[str]) -> tuple[int, str]:
 
 
 @pytest.fixture
-def partial(tmp_path: Path, micro_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def partial(tmp_path: Path, tiny_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A run of two tasks stopped after stage 1 (state.json and the stage-1 checkpoint on disk)."""
     monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "1")
     with pytest.raises(SystemExit):
@@ -158,7 +158,7 @@ time.sleep(600)
 """
 
 
-def test_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path: Path, micro_backbone: Path,
+def test_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path: Path, tiny_backbone: Path,
                                                                         capsys) -> None:
     import socket
 
@@ -189,7 +189,7 @@ def test_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path
     assert not (run / "run.lock").exists()
 
 
-def test_full_disk_stops_with_the_path_and_damages_nothing(tmp_path: Path, micro_backbone: Path,
+def test_full_disk_stops_with_the_path_and_damages_nothing(tmp_path: Path, tiny_backbone: Path,
                                                            monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     real_write = os.write
     written = [0]
@@ -227,7 +227,7 @@ def test_full_disk_stops_with_the_path_and_damages_nothing(tmp_path: Path, micro
         assert (cut / "run" / "accuracy.csv").read_text() == reference
 
 
-def test_a_destroyed_model_with_a_finite_loss_stops_the_run(tmp_path: Path, micro_backbone: Path, capsys) -> None:
+def test_a_destroyed_model_with_a_finite_loss_stops_the_run(tmp_path: Path, tiny_backbone: Path, capsys) -> None:
     """lr=1e6: the loss sits at ln(512), the uniform distribution; never a result (exit 1, not trained)."""
     code, err = cli(capsys, run_args(tmp_path, "--set", "lr=1e6"))
     assert code == 1 and len(err.splitlines()) == 1, err
@@ -248,11 +248,11 @@ def test_resume_without_state_refuses_and_overwrites_nothing(tmp_path: Path, par
     assert {p: p.read_bytes() for p in partial.rglob("*") if p.is_file() and "logs" not in p.parts} == files
 
 
-def test_backbone_folder_with_only_pickle_weights_is_refused(tmp_path: Path, micro_backbone: Path, capsys) -> None:
+def test_backbone_folder_with_only_pickle_weights_is_refused(tmp_path: Path, tiny_backbone: Path, capsys) -> None:
     import shutil
 
     folder = tmp_path / "pickled"
-    shutil.copytree(micro_backbone, folder)
+    shutil.copytree(tiny_backbone, folder)
     for weights in folder.rglob("*.safetensors"):
         weights.rename(weights.with_name("pytorch_model.bin"))
     (folder / "SHA256SUMS").unlink(missing_ok=True)
@@ -272,7 +272,7 @@ def test_lock_record_tells_a_reused_pid_from_its_owner(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_stops_cleanly_says_how_to_resume_and_resume_finishes(tmp_path: Path, micro_backbone: Path,
+def test_signal_stops_cleanly_says_how_to_resume_and_resume_finishes(tmp_path: Path, tiny_backbone: Path,
                                                                     sig: int, code: int) -> None:
     import time
 

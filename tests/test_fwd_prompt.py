@@ -98,12 +98,12 @@ def test_select_top_on_constructed_keys() -> None:
     assert sim[0, 4] == pytest.approx(3 / 14 ** 0.5)
 
 
-# ---------------------------------------------------------------- on the micro backbone
+# ---------------------------------------------------------------- on the tiny backbone
 @pytest.fixture(scope="module")
-def backbone(micro_backbone: Path):
+def backbone(tiny_backbone: Path):
     from mcit_bench.backbones.llava import Backbone
 
-    return Backbone.from_pretrained(micro_backbone)
+    return Backbone.from_pretrained(tiny_backbone)
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +291,7 @@ def test_bad_knob_is_a_one_line_error_before_anything_is_written(tmp_path: Path,
 
 
 # ---------------------------------------------------------------- end to end
-def test_quick_run_reports_analysis_and_resumes_identically(tmp_path: Path, micro_backbone: Path,
+def test_quick_run_reports_analysis_and_resumes_identically(tmp_path: Path, tiny_backbone: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     fast = ("--set", "subspace_samples=16", "--set", "pretrain_samples=32", "--eval", "lower")
     full, cut = tmp_path / "full", tmp_path / "cut"

@@ -1,5 +1,5 @@
 """MAny (methods/many.py): LPM's recursive merge, CPM's routing, the strategy's merge / resume on the
-micro backbone, the ablation knob, and an end-to-end run with resume."""
+tiny backbone, the ablation knob, and an end-to-end run with resume."""
 from __future__ import annotations
 
 import json
@@ -98,8 +98,8 @@ def test_cpm_routes_to_own_projector_and_tau_zero_is_hard_routing() -> None:
         assert torch.allclose(mix_projections(features, projectors, soft), expected_soft, atol=1e-6)
 
 
-# ---------------------------------------------------------------------------- the strategy on the micro backbone
-def _strategy(micro_backbone: Path, **overrides):
+# ---------------------------------------------------------------------------- the strategy on the tiny backbone
+def _strategy(tiny_backbone: Path, **overrides):
     from mcit_bench.backbones.llava import Backbone
     from mcit_bench.benchmark import load_benchmark
     from mcit_bench.collate import Collator
@@ -109,7 +109,7 @@ def _strategy(micro_backbone: Path, **overrides):
 
     cls = get_method("many")
     hp = resolve_hparams(method_defaults(cls), "quick", overrides, "many")
-    backbone = Backbone.from_pretrained(micro_backbone)
+    backbone = Backbone.from_pretrained(tiny_backbone)
     bench = load_benchmark("synthetic", train_size=16, test_size=4)
     tasks = [bench.task("styles"), bench.task("count_math")]
     collate = Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token)
@@ -138,8 +138,8 @@ def _logits(strategy, batch, training: bool) -> torch.Tensor:
     return logits[inputs.attention_mask.bool()]
 
 
-def test_strategy_merge_state_and_resume(micro_backbone: Path) -> None:
-    strategy, bench, tasks, collate = _strategy(micro_backbone, lpm_gamma=1e-6)
+def test_strategy_merge_state_and_resume(tiny_backbone: Path) -> None:
+    strategy, bench, tasks, collate = _strategy(tiny_backbone, lpm_gamma=1e-6)
     data = [bench.train_split(t.name) for t in tasks]
     batch = collate([dict(r) for r in data[0].select(range(6))])
     untouched = _logits(strategy, batch, training=False)
@@ -173,16 +173,16 @@ def test_strategy_merge_state_and_resume(micro_backbone: Path) -> None:
     ckpt = strategy.checkpoint()
     before = _logits(strategy, batch, training=False)
 
-    fresh, *_ = _strategy(micro_backbone, lpm_gamma=1e-6)
+    fresh, *_ = _strategy(tiny_backbone, lpm_gamma=1e-6)
     assert not torch.equal(_logits(fresh, batch, training=False), before)
     fresh.restore(ckpt)
     assert len(fresh.projectors) == 2 and fresh.groups == strategy.groups and fresh.n_merged == 2
     assert torch.equal(_logits(fresh, batch, training=False), before)
 
 
-def test_ablation_modes(micro_backbone: Path) -> None:
+def test_ablation_modes(tiny_backbone: Path) -> None:
     # LPM off (merge=cpm): one LoRA carried over like lora-ft, per-task projectors, no merged update
-    cpm, bench, tasks, _ = _strategy(micro_backbone, merge="cpm")
+    cpm, bench, tasks, _ = _strategy(tiny_backbone, merge="cpm")
     data = [bench.train_split(t.name) for t in tasks]
     cpm.before_task(0, tasks[0], data[0])
     _pretend_training(cpm, 1)
@@ -193,7 +193,7 @@ def test_ablation_modes(micro_backbone: Path) -> None:
     assert all(torch.equal(m.lora_B["default"].weight, carried[n]) for n, m in cpm._lora_layers().items())
     assert len(cpm.projectors) == 2 and not list(cpm.lpm.buffers()) and cpm.prototypes.shape[0] == 1
     # CPM off (merge=lpm): one shared projector trained sequentially, fresh LoRA + merged update per task
-    lpm, *_ = _strategy(micro_backbone, merge="lpm")
+    lpm, *_ = _strategy(tiny_backbone, merge="lpm")
     lpm.before_task(0, tasks[0], data[0])
     _pretend_training(lpm, 1)
     shared = lpm.projectors[0]
@@ -211,7 +211,7 @@ def test_bad_knob_is_a_one_line_error_before_anything_is_written(tmp_path: Path,
 
 
 # ---------------------------------------------------------------------------- end to end (quick preset)
-def test_quick_run_and_resume(tmp_path: Path, micro_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_run_and_resume(tmp_path: Path, tiny_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(quick_args(full, "many", "1", "--eval", "lower")) == 0
     summary = json.loads((full / "run" / "summary.json").read_text())
@@ -236,9 +236,9 @@ def _solid(rgb: tuple[int, int, int], shade: int):
 
 
 @pytest.mark.parametrize("route_on", ["vision", "clip_image", "text", "image_text"])
-def test_routing_is_perfect_on_separable_tasks_for_every_routing_feature(micro_backbone: Path, route_on: str) -> None:
+def test_routing_is_perfect_on_separable_tasks_for_every_routing_feature(tiny_backbone: Path, route_on: str) -> None:
     """Two constructed tasks that differ in image AND instruction: CPM must route every test sample home."""
-    strategy, bench, tasks, collate = _strategy(micro_backbone, merge="cpm", cpm_route_on=route_on, cpm_tau=0.0)
+    strategy, bench, tasks, collate = _strategy(tiny_backbone, merge="cpm", cpm_route_on=route_on, cpm_tau=0.0)
     looks = {0: ((220, 30, 30), "Name the colour of this picture."),
              1: ((30, 30, 220), "How many stripes are drawn here? Count them carefully please.")}
 
@@ -261,8 +261,8 @@ def test_routing_is_perfect_on_separable_tasks_for_every_routing_feature(micro_b
 
 
 @pytest.mark.parametrize("positions", ["all", "instruction_answer", "answer"])
-def test_gram_positions_select_the_named_tokens(micro_backbone: Path, positions: str) -> None:
-    strategy, bench, tasks, collate = _strategy(micro_backbone, lpm_gram_positions=positions)
+def test_gram_positions_select_the_named_tokens(tiny_backbone: Path, positions: str) -> None:
+    strategy, bench, tasks, collate = _strategy(tiny_backbone, lpm_gram_positions=positions)
     batch = collate([bench.train_split("styles")[i] for i in range(3)])
     mask = strategy.gram_positions(batch)
     real = batch["attention_mask"].bool()
@@ -302,11 +302,11 @@ def test_recursive_merge_equals_batch_optimum_per_dtype(dtype: torch.dtype, tole
         assert _rel(W.double(), expected) < tolerance, (t, _rel(W.double(), expected))
 
 
-def test_merge_streamed_by_layer_groups_equals_one_pass(micro_backbone: Path) -> None:
+def test_merge_streamed_by_layer_groups_equals_one_pass(tiny_backbone: Path) -> None:
     states, logits = [], []
     # 4 groups per LLaMA layer: 3 per pass leaves an uneven last pass; then the same in float32
     for per_pass, dtype in ((0, "float64"), (3, "float64"), (3, "float32")):
-        strategy, bench, tasks, collate = _strategy(micro_backbone, lpm_groups_per_pass=per_pass,  # default gamma
+        strategy, bench, tasks, collate = _strategy(tiny_backbone, lpm_groups_per_pass=per_pass,  # default gamma
                                                     lpm_dtype=dtype)
         data = [bench.train_split(t.name) for t in tasks]
         batch = collate([dict(r) for r in data[0].select(range(6))])

@@ -25,14 +25,14 @@ def bench():
     return load_benchmark("synthetic", train_size=8, test_size=4)
 
 
-def make_strategy(micro_backbone: Path, bench, **overrides):
+def make_strategy(tiny_backbone: Path, bench, **overrides):
     from mcit_bench.backbones.llava import Backbone
     from mcit_bench.config import TRAIN_DEFAULTS
     from mcit_bench.strategy import RunContext
 
     cls = get_method("modalprompt")
     hp = {**TRAIN_DEFAULTS, **method_defaults(cls), "prompt_length": L, **overrides}
-    strategy = cls(Backbone.from_pretrained(micro_backbone), hp)
+    strategy = cls(Backbone.from_pretrained(tiny_backbone), hp)
     tasks = [bench.task(n) for n in bench.task_names]
     strategy.setup(tasks, RunContext(bench, tasks, 0))
     return strategy
@@ -76,10 +76,10 @@ def test_select_prompts_rules() -> None:
     assert select_prompts(guide[:, :2], 3, training=False).tolist() == [[0, 1], [1, 0]]
 
 
-def test_alignment_losses_train_the_transform(micro_backbone: Path, bench) -> None:
+def test_alignment_losses_train_the_transform(tiny_backbone: Path, bench) -> None:
     """Prism's port computes the alignment terms and drops them: the transforms never train."""
     torch.manual_seed(0)
-    strategy = make_strategy(micro_backbone, bench)
+    strategy = make_strategy(tiny_backbone, bench)
     grow(strategy, 1)
     batch = make_batch(strategy, records_of(bench, strategy.tasks[0].name, 6), train=True)
     losses = strategy.train_step(batch)
@@ -126,10 +126,10 @@ def _set_prototype(strategy, task: int, vector: torch.Tensor) -> None:
         last.bias.copy_(vector)
 
 
-def test_selection_is_per_sample(micro_backbone: Path, bench) -> None:
+def test_selection_is_per_sample(tiny_backbone: Path, bench) -> None:
     """Two samples that match different tasks get different prompts in the same batch."""
     torch.manual_seed(0)
-    strategy = make_strategy(micro_backbone, bench, transfer_num=1)
+    strategy = make_strategy(tiny_backbone, bench, transfer_num=1)
     grow(strategy, 4)
     records = records_of(bench, "styles", 1, "test") + records_of(bench, "count_math", 1, "test")
     batch = make_batch(strategy, records, train=False)
@@ -160,9 +160,9 @@ def test_selection_is_per_sample(micro_backbone: Path, bench) -> None:
 
 
 @pytest.mark.parametrize("transfer_num", [1, 3])
-def test_inference_prompt_length_is_bounded(micro_backbone: Path, bench, transfer_num: int) -> None:
+def test_inference_prompt_length_is_bounded(tiny_backbone: Path, bench, transfer_num: int) -> None:
     torch.manual_seed(0)
-    strategy = make_strategy(micro_backbone, bench, transfer_num=transfer_num)
+    strategy = make_strategy(tiny_backbone, bench, transfer_num=transfer_num)
     batch = make_batch(strategy, records_of(bench, "chart", 2, "test"), train=False)
     base = batch["input_ids"].shape[1]
     strategy.eval()
@@ -178,18 +178,18 @@ def test_inference_prompt_length_is_bounded(micro_backbone: Path, bench, transfe
         assert (topk.attention_mask.sum(1) - batch["attention_mask"].sum(1) == min(n, transfer_num) * L).all()
 
 
-def test_checkpoint_rebuilds_grown_prompts(tmp_path: Path, micro_backbone: Path, bench) -> None:
+def test_checkpoint_rebuilds_grown_prompts(tmp_path: Path, tiny_backbone: Path, bench) -> None:
     from mcit_bench.checkpoints import load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
-    a = make_strategy(micro_backbone, bench)
+    a = make_strategy(tiny_backbone, bench)
     grow(a, 3)
     with torch.no_grad():
         for p in a.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p))  # stand-in for training of task 3
     save_checkpoint(tmp_path, 3, a)  # the runner's own format: safetensors + JSON
-    b = make_strategy(micro_backbone, bench)
+    b = make_strategy(tiny_backbone, bench)
     b.restore(load_checkpoint(tmp_path, 3))
     assert len(b.prompts) == 3 and b.current_task == 2
     assert all(pa.equal(pb) for pa, pb in zip(a.prompts, b.prompts))
@@ -202,8 +202,8 @@ def test_checkpoint_rebuilds_grown_prompts(tmp_path: Path, micro_backbone: Path,
     assert len(b.prompts) == 4 and [p.requires_grad for p in b.prompts] == [False, False, False, True]
 
 
-def test_lr_ratio_and_clip_path_knobs(micro_backbone: Path, bench) -> None:
-    strategy = make_strategy(micro_backbone, bench, prompt_lr_ratio=0.1, clip_path=str(micro_backbone / "clip"))
+def test_lr_ratio_and_clip_path_knobs(tiny_backbone: Path, bench) -> None:
+    strategy = make_strategy(tiny_backbone, bench, prompt_lr_ratio=0.1, clip_path=str(tiny_backbone / "clip"))
     grow(strategy, 2)
     (group,) = strategy.param_groups(2e-4, 0.0)
     assert group["lr"] == pytest.approx(2e-5)  # the original: projector lr 2e-5 at nominal 2e-4
@@ -215,14 +215,14 @@ def test_lr_ratio_and_clip_path_knobs(micro_backbone: Path, bench) -> None:
 
 
 @pytest.mark.parametrize("setting", ["inference_prompts=every", "transfer_num=0", "clip_path=/nonexistent"])
-def test_bad_knobs_fail_before_anything_is_written(tmp_path: Path, micro_backbone: Path, setting: str,
+def test_bad_knobs_fail_before_anything_is_written(tmp_path: Path, tiny_backbone: Path, setting: str,
                                                    capsys) -> None:
     assert main(quick_args(tmp_path, "modalprompt", "1", "--set", setting)) == 2
     assert setting.split("=")[0] in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
-def test_quick_run_resume_and_report(tmp_path: Path, micro_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_run_resume_and_report(tmp_path: Path, tiny_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end (4 tasks: top-3 of 4 at the last stage), interrupted after stage 2 and resumed."""
     order = tmp_path / "four.yaml"
     order.write_text("tasks: [styles, chart, degraded_caption, icons]\n")
@@ -251,7 +251,7 @@ def test_quick_run_resume_and_report(tmp_path: Path, micro_backbone: Path, monke
     assert resumed["task_identification_accuracy"] == ident
 
 
-def test_inference_benchmark_script_runs(micro_backbone: Path) -> None:
+def test_inference_benchmark_script_runs(tiny_backbone: Path) -> None:
     """The speed benchmark's plumbing (no timing asserted: speed is for the script to report)."""
     import importlib.util
 
@@ -259,16 +259,16 @@ def test_inference_benchmark_script_runs(micro_backbone: Path) -> None:
     spec = importlib.util.spec_from_file_location("bench_modalprompt_inference", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = module.measure("tiny-llava-micro", tasks=4, samples_per_task=2, batch_size=4, new_tokens=2, repeats=1)
+    out = module.measure("tiny-llava", tasks=4, samples_per_task=2, batch_size=4, new_tokens=2, repeats=1)
     assert out["learned_tasks"] == 4 and out["inserted_prompt_tokens"] == {"topk": 30, "all": 40}
     assert out["fixed"]["generated_tokens"] == {"topk": 8 * 2, "all": 8 * 2}  # same decoding work
     assert out["fixed"]["ratio_all_over_topk"] > 0
 
 
 @pytest.mark.parametrize("train_projector", [None, False])
-def test_projector_trains_by_default_as_the_original(micro_backbone: Path, bench, train_projector) -> None:
+def test_projector_trains_by_default_as_the_original(tiny_backbone: Path, bench, train_projector) -> None:
     overrides = {} if train_projector is None else {"train_projector": train_projector}
-    strategy = make_strategy(micro_backbone, bench, **overrides)
+    strategy = make_strategy(tiny_backbone, bench, **overrides)
     grow(strategy, 1)
     strategy.train()
     batch = make_batch(strategy, records_of(bench, "styles", 4), train=True)

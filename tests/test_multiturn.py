@@ -41,8 +41,8 @@ def _runs(labels: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def test_three_turn_conversation_labels_exactly_the_three_answers(micro_backbone: Path) -> None:
-    backbone = Backbone.from_pretrained(micro_backbone)
+def test_three_turn_conversation_labels_exactly_the_three_answers(tiny_backbone: Path) -> None:
+    backbone = Backbone.from_pretrained(tiny_backbone)
     tok = backbone.tokenizer
     collate = Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token)
     batch = collate([_record()])
@@ -66,8 +66,8 @@ def test_three_turn_conversation_labels_exactly_the_three_answers(micro_backbone
     assert len(_runs(single["labels"][0].tolist())) == 1
 
 
-def test_cache_key_includes_the_later_turns(micro_backbone: Path) -> None:
-    backbone = Backbone.from_pretrained(micro_backbone)
+def test_cache_key_includes_the_later_turns(tiny_backbone: Path) -> None:
+    backbone = Backbone.from_pretrained(tiny_backbone)
     fresh = Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token)
     cached = Collator(backbone.processor, backbone.template, train=True, image_token=backbone.image_token,
                       cache_mb=64)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mcit_bench.registry import get_method, list_methods
 
-from conftest import MICRO
+from conftest import BACKBONE
 
 PLUGIN = '''
 """A one-file method: train only the projector, and report how many steps it took."""
@@ -42,14 +42,14 @@ def _install_plugin(root: Path) -> None:
     (info / "entry_points.txt").write_text("[mcit_bench.methods]\nprojector-only = my_cl_plugin:ProjectorOnly\n")
 
 
-def test_entry_point_plugin_runs_through_cli(tmp_path: Path, micro_backbone: Path) -> None:
+def test_entry_point_plugin_runs_through_cli(tmp_path: Path, tiny_backbone: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()
     _install_plugin(site)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "mcit_bench.cli", "run", "--method", "projector_only", "--order", "2",
-           "--backbone", MICRO, "--preset", "quick", "--output", str(out), "--quiet", "--logger", "none",
+           "--backbone", BACKBONE, "--preset", "quick", "--output", str(out), "--quiet", "--logger", "none",
            "--set", "greeting=bonjour"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

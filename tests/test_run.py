@@ -1,4 +1,4 @@
-"""End-to-end runs on the micro backbone: files, determinism, resume."""
+"""End-to-end runs on the tiny backbone: files, determinism, resume."""
 from __future__ import annotations
 
 import json
@@ -11,15 +11,16 @@ from mcit_bench.checkpoints import load_checkpoint
 from mcit_bench.cli import main
 from mcit_bench.matrix_io import read_matrix_csv
 
-from conftest import quick_args
+from conftest import assert_learned, quick_args
 
 
-def test_quick_run_writes_everything(tmp_path: Path, micro_backbone: Path) -> None:
+def test_quick_run_writes_everything(tmp_path: Path, tiny_backbone: Path) -> None:
     assert main(quick_args(tmp_path, "lora-ft", "3")) == 0
     run = tmp_path / "run"
     R, names = read_matrix_csv(run / "accuracy.csv")
     assert names == ["icons", "scene_caption", "chart", "count_math", "styles", "degraded_caption"]  # order 3
     assert R.shape == (7, 6) and not np.isnan(R).any()  # full matrix: future tasks evaluated too
+    assert_learned(run, min_tasks=4)  # the quick preset's matrices mean something (they are not all zero)
     summary = json.loads((run / "summary.json").read_text())
     for key in ("avg", "last", "mft", "bwt", "fgt", "fwd", "curves", "scorers", "timings", "environment"):
         assert key in summary
@@ -37,19 +38,21 @@ def test_quick_run_writes_everything(tmp_path: Path, micro_backbone: Path) -> No
     assert (run / "plots" / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_same_seed_same_matrix(tmp_path: Path, micro_backbone: Path) -> None:
+def test_same_seed_same_matrix(tmp_path: Path, tiny_backbone: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(quick_args(a, "lora-ft", "2")) == 0
     assert main(quick_args(b, "lora-ft", "2")) == 0
+    assert_learned(a / "run")
     assert (a / "run" / "accuracy.csv").read_text() == (b / "run" / "accuracy.csv").read_text()
     ck_a, ck_b = load_checkpoint(a / "run", 6)["tensors"], load_checkpoint(b / "run", 6)["tensors"]
     assert all(ck_a[k].equal(ck_b[k]) for k in ck_a)
 
 
-def test_resume_after_interruption_gives_identical_matrix(tmp_path: Path, micro_backbone: Path,
+def test_resume_after_interruption_gives_identical_matrix(tmp_path: Path, tiny_backbone: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(quick_args(full, "lora-ft", "1")) == 0
+    assert_learned(full / "run")
     monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "2")
     with pytest.raises(SystemExit):
         main(quick_args(cut, "lora-ft", "1"))
@@ -66,13 +69,13 @@ def test_resume_after_interruption_gives_identical_matrix(tmp_path: Path, micro_
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
 
 
-def test_existing_run_needs_resume(tmp_path: Path, micro_backbone: Path, capsys) -> None:
+def test_existing_run_needs_resume(tmp_path: Path, tiny_backbone: Path, capsys) -> None:
     assert main(quick_args(tmp_path, "zero-shot", "1")) == 0
     assert main(quick_args(tmp_path, "zero-shot", "1")) == 2
     assert "--resume" in capsys.readouterr().err
 
 
-def test_zero_shot_rows_equal_and_joint_has_two_rows(tmp_path: Path, micro_backbone: Path) -> None:
+def test_zero_shot_rows_equal_and_joint_has_two_rows(tmp_path: Path, tiny_backbone: Path) -> None:
     assert main(quick_args(tmp_path / "z", "zero-shot", "1")) == 0
     R, _ = read_matrix_csv(tmp_path / "z" / "run" / "accuracy.csv")
     assert (R == R[0]).all()
@@ -83,7 +86,7 @@ def test_zero_shot_rows_equal_and_joint_has_two_rows(tmp_path: Path, micro_backb
     assert summary["last"] is not None and summary["avg"] is None and summary["fwd"] is None
 
 
-def test_eval_lower_leaves_upper_triangle_missing(tmp_path: Path, micro_backbone: Path) -> None:
+def test_eval_lower_leaves_upper_triangle_missing(tmp_path: Path, tiny_backbone: Path) -> None:
     assert main(quick_args(tmp_path, "lora-ft", "1", "--eval", "lower")) == 0
     R, _ = read_matrix_csv(tmp_path / "run" / "accuracy.csv")
     assert np.isnan(R[1, 1]) and not np.isnan(R[1, 0]) and not np.isnan(R[0]).any()
@@ -91,10 +94,10 @@ def test_eval_lower_leaves_upper_triangle_missing(tmp_path: Path, micro_backbone
     assert summary["fwd"] is None and summary["last"] is not None
 
 
-def test_every_method_starts_from_the_untouched_backbone(tmp_path: Path, micro_backbone: Path,
+def test_every_method_starts_from_the_untouched_backbone(tmp_path: Path, tiny_backbone: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Stage 0 is the zero-shot row of the backbone itself: a method's untrained additions (Fwd-Prompt's
-    prompt pool, ModalPrompt's or MAny's structures) must not reach the language model. The micro
+    prompt pool, ModalPrompt's or MAny's structures) must not reach the language model. The tiny
     backbone's answers hardly depend on their inputs, so the test compares what the LM is given."""
     from mcit_bench.backbones.llava import Backbone
     from mcit_bench.registry import list_methods

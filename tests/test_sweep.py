@@ -9,10 +9,10 @@ import pytest
 from mcit_bench.cli import main
 from mcit_bench.sweep import run_status
 
-from conftest import MICRO
+from conftest import BACKBONE
 
 # tiny budget: the mechanics are under test, not the scores
-TINY = ["--preset", "quick", "--backbone", MICRO, "--logger", "none", "--set", "test_size=2", "--set", "train_size=8",
+TINY = ["--preset", "quick", "--backbone", BACKBONE, "--logger", "none", "--set", "test_size=2", "--set", "train_size=8",
         "--set", "steps_per_task=2"]
 
 
@@ -49,7 +49,7 @@ def test_run_status_reads_state_and_summary(tmp_path: Path) -> None:
     assert run_status(run)[0] == "complete"
 
 
-def test_interrupted_sweep_resumes_and_never_reruns_finished_work(tmp_path: Path, micro_backbone: Path,
+def test_interrupted_sweep_resumes_and_never_reruns_finished_work(tmp_path: Path, tiny_backbone: Path,
                                                                   monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     root = tmp_path / "runs"
     order = short_order(tmp_path, ["styles", "chart", "icons"])
@@ -93,7 +93,7 @@ def test_interrupted_sweep_resumes_and_never_reruns_finished_work(tmp_path: Path
     assert len(rows) == 3 and {r.split(",")[1] for r in rows[1:]} == {"lora-ft", "zero-shot"}
 
 
-def test_a_failing_run_is_reported_and_the_sweep_goes_on(tmp_path: Path, micro_backbone: Path, capsys) -> None:
+def test_a_failing_run_is_reported_and_the_sweep_goes_on(tmp_path: Path, tiny_backbone: Path, capsys) -> None:
     root = tmp_path / "runs"
     # lora_targets only exists for lora-ft: its LoRA matches no module and peft raises at setup
     order = short_order(tmp_path, ["styles"])

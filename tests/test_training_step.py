@@ -13,7 +13,7 @@ from conftest import quick_args
 
 
 def test_logging_only_the_written_steps_writes_what_logging_every_step_wrote(
-        tmp_path: Path, micro_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, tiny_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # 10 steps a task: log_every_n_steps = 2, so half the steps' values reach metrics.csv
     args = ("--logger", "csv", "--set", "steps_per_task=10")
     assert main(quick_args(tmp_path / "lean", "lora-ft", "1", *args)) == 0
@@ -37,8 +37,8 @@ def test_fused_adamw_only_where_the_device_has_the_kernel() -> None:
     assert fused_adamw([{"params": []}], True) is False
 
 
-def test_speed_benchmark_runs_and_splits_a_run(tmp_path: Path, micro_backbone: Path) -> None:
-    """tools/bench_speed.py end to end on the micro backbone (no speed asserted: the script reports it)."""
+def test_speed_benchmark_runs_and_splits_a_run(tmp_path: Path, tiny_backbone: Path) -> None:
+    """tools/bench_speed.py end to end on the tiny backbone (no speed asserted: the script reports it)."""
     import json
     import subprocess
     import sys
@@ -49,7 +49,7 @@ def test_speed_benchmark_runs_and_splits_a_run(tmp_path: Path, micro_backbone: P
     assert timings["merge_seconds_total"] >= 0 and timings["io_seconds_total"] > 0 and timings["setup_seconds"] > 0
     out = tmp_path / "speed.txt"
     tool = Path(__file__).resolve().parents[1] / "tools" / "bench_speed.py"
-    subprocess.run([sys.executable, str(tool), "--backbone", "tiny-llava-micro", "--preset", "quick", "--order", "1",
+    subprocess.run([sys.executable, str(tool), "--backbone", "tiny-llava", "--preset", "quick", "--order", "1",
                     "--steps", "3", "--blocks", "2", "--eval-samples", "6", "--run", str(tmp_path / "run"),
                     "--out", str(out)], check=True, capture_output=True)
     report = out.read_text()

@@ -18,9 +18,9 @@ from mcit_bench.registry import get_method, method_defaults  # noqa: E402
 from mcit_bench.search_space import search_space  # noqa: E402
 from mcit_bench.tuned import write_tuned  # noqa: E402
 
-from conftest import MICRO  # noqa: E402
+from conftest import BACKBONE  # noqa: E402
 
-TINY = ["--preset", "quick", "--backbone", MICRO, "--set", "train_size=8", "--set", "test_size=2",
+TINY = ["--preset", "quick", "--backbone", BACKBONE, "--set", "train_size=8", "--set", "test_size=2",
         "--set", "chance_shifts=0"]
 
 
@@ -39,7 +39,7 @@ def states(study: optuna.Study) -> list[TrialState]:
     return [t.state for t in study.get_trials()]
 
 
-def test_study_runs_is_interrupted_and_resumes_with_its_stored_trials(tmp_path: Path, micro_backbone: Path,
+def test_study_runs_is_interrupted_and_resumes_with_its_stored_trials(tmp_path: Path, tiny_backbone: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     real_execute, calls = runner.execute, []
 
@@ -94,7 +94,7 @@ def test_study_runs_is_interrupted_and_resumes_with_its_stored_trials(tmp_path: 
     assert main(tune_args(tmp_path, "--trials", "3", "--budget", "full")) == 2
 
 
-def test_a_clearly_worse_trial_is_pruned_after_its_first_task(tmp_path: Path, micro_backbone: Path) -> None:
+def test_a_clearly_worse_trial_is_pruned_after_its_first_task(tmp_path: Path, tiny_backbone: Path) -> None:
     first = ("--startup-trials", "2", "--prune-from-task", "1")
     assert main(tune_args(tmp_path, "--trials", "1", *first)) == 0
     study = load(tmp_path)
@@ -121,7 +121,7 @@ def test_a_clearly_worse_trial_is_pruned_after_its_first_task(tmp_path: Path, mi
     assert len(load(tmp_path).trials) == 4
 
 
-def test_by_default_no_trial_is_pruned_after_the_first_task(tmp_path: Path, micro_backbone: Path) -> None:
+def test_by_default_no_trial_is_pruned_after_the_first_task(tmp_path: Path, tiny_backbone: Path) -> None:
     # After task 1 the running avg is one score with no forgetting in it: the default prunes from task 2 on.
     assert main(tune_args(tmp_path, "--trials", "1", "--startup-trials", "2")) == 0
     study = load(tmp_path)
@@ -180,13 +180,13 @@ def test_search_space_is_not_a_hyper_parameter(tmp_path: Path, monkeypatch: pyte
     assert search_space(get_method("zero-shot"), {}) == {}
 
 
-def test_tuned_preset_is_applied_and_recorded(tmp_path: Path, micro_backbone: Path, capsys) -> None:
+def test_tuned_preset_is_applied_and_recorded(tmp_path: Path, tiny_backbone: Path, capsys) -> None:
     tuned = tmp_path / "tuned.yaml"
     write_tuned(tuned, "synthetic", "lora-ft", {"lr": 0.0005, "lora_r": 8},
                 {"trials": 20, "study": "results/tuning/synthetic/lora-ft.db"})
     order = tmp_path / "short.yaml"
     order.write_text("tasks: [styles]\n")
-    args = ["run", "--method", "lora-ft", "--order", str(order), "--backbone", MICRO, "--preset", "tuned", "--tuned",
+    args = ["run", "--method", "lora-ft", "--order", str(order), "--backbone", BACKBONE, "--preset", "tuned", "--tuned",
             str(tuned), "--quiet", "--logger", "none", "--output", str(tmp_path / "run")]
     budget = ["--set", "steps_per_task=2", "--set", "train_size=8", "--set", "test_size=2", "--set", "batch_size=4",
               "--set", "chance_shifts=0"]

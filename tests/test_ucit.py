@@ -1,6 +1,6 @@
 """UCIT from its native release layouts: loading, aliases, validation failures (each a one-line UserError
 naming the file), conversion to the canonical format and back, task orders, scoring wiring, and a quick
-continual run with the micro backbone (counts relaxed through ``--set strict_counts=false``)."""
+continual run with the tiny backbone (counts relaxed through ``--set strict_counts=false``)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from mcit_bench.cli import main
 from mcit_bench.config import load_order
 from mcit_bench.errors import UserError
 
-from conftest import MICRO
+from conftest import BACKBONE
 from native_fixtures import UCIT, make_ucit, ucit_task_dir
 
 CANONICAL = ["ImageNet-R", "ArxivQA", "VizWiz-caption", "IconQA", "CLEVR-Math", "Flickr30k"]
@@ -216,13 +216,13 @@ def test_caption_task_uses_the_seven_metric_coco_score_when_available(ucit: Path
     assert result.details["n_metrics"] == 7 and result.details["meteor"] is not None
 
 
-def test_quick_run_through_the_native_files(ucit: Path, tmp_path: Path, micro_backbone: Path, monkeypatch) -> None:
+def test_quick_run_through_the_native_files(ucit: Path, tmp_path: Path, tiny_backbone: Path, monkeypatch) -> None:
     # caption/auto would start Java for each of the 14 caption cells: the pure-Python backend keeps this fast
     # (the coco backend is covered above and in test_caption_metrics.py)
     monkeypatch.setattr("mcit_bench.scorers.caption_coco.coco_available", lambda: False)
     out = tmp_path / "run"
     assert main(["run", "--method", "lora-ft", "--order", "1", "--benchmark", "ucit", "--data-root", str(ucit),
-                 "--backbone", MICRO, "--preset", "quick", "--output", str(out), "--quiet", "--logger", "none",
+                 "--backbone", BACKBONE, "--preset", "quick", "--output", str(out), "--quiet", "--logger", "none",
                  "--set", "strict_counts=false", "--set", "eval_max_new_tokens=3"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and summary["benchmark"] == "ucit" and summary["tasks"] == CANONICAL
@@ -235,7 +235,7 @@ def test_quick_run_through_the_native_files(ucit: Path, tmp_path: Path, micro_ba
 
 def test_quick_run_refuses_partial_data_before_any_work(ucit: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    assert main(["run", "--method", "lora-ft", "--benchmark", "ucit", "--data-root", str(ucit), "--backbone", MICRO,
+    assert main(["run", "--method", "lora-ft", "--benchmark", "ucit", "--data-root", str(ucit), "--backbone", BACKBONE,
                  "--preset", "quick", "--output", str(out), "--quiet"]) == 2
     assert "23998" in capsys.readouterr().err and not out.exists()
 

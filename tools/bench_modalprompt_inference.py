@@ -10,7 +10,7 @@ same decoding work, so only the prompt length differs); ``natural`` stops at EOS
 The variants alternate over ``--repeats`` rounds and the median round counts (shared CPUs are noisy).
 
     python tools/bench_modalprompt_inference.py --run /tmp/modalprompt-runs/order1   # trained prompts
-    python tools/bench_modalprompt_inference.py --backbone tiny-llava-micro           # untrained prompts
+    python tools/bench_modalprompt_inference.py --backbone tiny-llava           # untrained prompts
 """
 from __future__ import annotations
 

@@ -3,8 +3,7 @@
 mcit-bench never downloads: an HF id must already be in the local Hugging Face cache. The built-in
 ``tiny-llava`` ships already built inside the package (``shipped/<recipe tag>/``, loaded from there,
 read-only), so every machine starts from the same weights; its ``SHA256SUMS`` is checked on every load.
-A built-in without a shipped copy of its current recipe (``tiny-llava-micro``) is built on first use
-into the user cache.
+A built-in without a shipped copy of its current recipe is built on first use into the user cache.
 """
 from __future__ import annotations
 
@@ -17,8 +16,6 @@ from .manifest import MANIFEST, verify_folder
 # name -> recipe overrides of the tiny backbone (see tiny_llava.TinyRecipe)
 BUILTIN_BACKBONES: dict[str, dict[str, Any]] = {
     "tiny-llava": {},
-    # A few seconds to build: for tests and smoke runs (it has learned little).
-    "tiny-llava-micro": {"clip_steps": 20, "lm_steps": 40, "pretrain_pool": 256, "warmup": 5},
 }
 
 
