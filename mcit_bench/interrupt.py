@@ -18,6 +18,7 @@ from .errors import RunError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _pending: int | None = None
+_active = False  # inside deferred(): our handler owns SIGINT / SIGTERM
 _doing = "starting the run"
 
 
@@ -52,12 +53,12 @@ def _handler(signum: int, frame: object) -> None:
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Signals become a flag that ``check()`` acts on (main thread only; elsewhere a no-op)."""
-    global _pending
+    global _pending, _active
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    _pending = None
+    _pending, _active = None, True
     for s in SIGNALS:
         signal.signal(s, _handler)
     try:
@@ -65,7 +66,20 @@ def deferred() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        _pending = None
+        _pending, _active = None, False
+
+
+def reclaim() -> None:
+    """Take SIGINT / SIGTERM back from Lightning's ``Trainer`` (called once its fit has started).
+
+    Lightning installs its own SIGTERM handler for a fit; with several ranks that handler broadcasts from
+    rank 0 inside the signal handler, a collective no other rank joins, so rank 0 hangs and the worker
+    ranks and the run lock are left behind. Ours only sets the flag that the next safe point acts on;
+    Lightning restores the handler it replaced (ours) when the fit ends.
+    """
+    if _active and threading.current_thread() is threading.main_thread():
+        for s in SIGNALS:
+            signal.signal(s, _handler)
 
 
 def ignore_in_worker() -> None:

@@ -83,6 +83,11 @@ class ContinualModule(L.LightningModule):
             self.log("train/loss", total.detach(), batch_size=batch_size)
         return torch.stack(list(rank_normalised(losses, batch).values())).sum()
 
+    def on_train_start(self) -> None:
+        from .interrupt import reclaim
+
+        reclaim()  # Lightning's own SIGTERM handler would hang a multi-rank run (interrupt.reclaim)
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         from .interrupt import check
 

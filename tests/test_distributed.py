@@ -117,6 +117,45 @@ def test_killed_rank_stops_the_run_and_resume_completes_it(pairs: Pairs, tmp_pat
     assert _predictions(out) == _predictions(reference)
 
 
+LONG = ["--set", "steps_per_task=60"]  # a task 2 long enough to stop inside its training
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_to_a_two_rank_run_stops_every_rank_and_resume_completes_it(pairs: Pairs, tmp_path: Path,
+                                                                          signum: int) -> None:
+    """SIGTERM (a scheduler's preemption) or SIGINT to the launching rank mid-training: one line, exit
+    128 + signal, no rank left running, the lock released; --resume then gives the uninterrupted matrix."""
+    order = pairs.order
+    out = tmp_path / "cut"
+    proc = _two_ranks(out, "lora-ft", order, *LONG)
+    deadline = time.time() + 600
+    while not (out / "predictions" / "stage1" / "chart.jsonl").exists():  # stage 1 evaluated: task 2 trains
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.1)
+    time.sleep(1.0)  # inside Lightning's fit of task 2, where Lightning's own SIGTERM handler would be
+    workers = _children(proc.pid)
+    assert len(workers) == 1
+    os.kill(proc.pid, signum)
+    _, err = proc.communicate(timeout=120)  # a hang in a collective would time out here
+    assert proc.returncode == 128 + signum, err[-2000:]
+    lines = [line for line in err.splitlines() if "interrupted by" in line]
+    assert len(lines) == 1 and signal.Signals(signum).name in lines[0] and "--resume" in lines[0], err[-2000:]
+    time.sleep(0.5)
+    assert not Path(f"/proc/{workers[0]}").exists() or "zombie" in Path(f"/proc/{workers[0]}/status").read_text()
+    assert not (out / "run.lock").exists()
+    assert not json.loads((out / "state.json").read_text())["complete"]
+    again = _two_ranks(out, "lora-ft", order, *LONG, "--resume")
+    _, err = again.communicate(timeout=900)
+    assert again.returncode == 0, err[-3000:]
+    whole = tmp_path / "whole"  # the same two-rank run, uninterrupted
+    ref = _two_ranks(whole, "lora-ft", order, *LONG)
+    _, err = ref.communicate(timeout=900)
+    assert ref.returncode == 0, err[-3000:]
+    assert_learned(whole)
+    assert (out / "accuracy.csv").read_text() == (whole / "accuracy.csv").read_text()
+    assert _predictions(out) == _predictions(whole)
+
+
 def _children(pid: int) -> list[int]:
     kids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
