@@ -421,6 +421,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                               paired_metric=args.paired_metric)
     for folder, why in board.skipped:  # every folder left out, by name (stderr: the table stays clean on stdout)
         print(f"leaderboard: skipped {folder}: {why}", file=sys.stderr)
+    for group in board.groups[1:]:  # not skipped, but never averaged with the main table's runs
+        for row in group.rows:
+            for run in row.runs:
+                print(f"leaderboard: {run.path}: other setting: in table {group.index}, not averaged with table 1",
+                      file=sys.stderr)
     plots: list = []
     if args.plots:
         from .plots import write_plots

@@ -277,7 +277,15 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
             interrupt.doing(f"training stage {stage} (task {tasks[stage - 1].name})")
             interrupt.check()
             if strategy.trains and (not strategy.joint or stage == n):
-                _train_stage(plan, strategy, tasks, stage, collate_train, state, display)
+                from .divergence import Diverged
+
+                try:
+                    _train_stage(plan, strategy, tasks, stage, collate_train, state, display)
+                except Diverged as exc:  # the folder says why it stopped (the leaderboard names it)
+                    state.data["stopped"] = {"reason": "diverged", "stage": stage, "message": str(exc)}
+                    state.save()
+                    raise
+                state.data.pop("stopped", None)  # a resume with other values trained through
             else:
                 strategy.before_task(stage - 1, tasks[stage - 1], None)
             if writer:

@@ -234,7 +234,11 @@ def test_a_destroyed_model_with_a_finite_loss_stops_the_run(tmp_path: Path, tiny
     assert "ln(vocabulary size) = 6.2383" in err and "stage 1 (task 'styles')" in err and "--resume --set lr=" in err
     state = read_sealed_json(tmp_path / "run" / "state.json", "run state")
     assert state["trained"] == [] and not state["complete"]
+    assert state["stopped"]["reason"] == "diverged" and state["stopped"]["stage"] == 1
     assert not (tmp_path / "run" / "checkpoints").exists()
+    # the leaderboard names the folder and why it is left out
+    assert main(["leaderboard", str(tmp_path), "--output", str(tmp_path / "board.md")]) == 2  # nothing complete
+    assert f"; skipped {tmp_path / 'run'}: diverged at stage 1" in capsys.readouterr().err
 
 
 def test_resume_without_state_refuses_and_overwrites_nothing(tmp_path: Path, partial: Path, capsys) -> None:

@@ -325,6 +325,12 @@ def test_diagonal_by_position_in_the_order(tmp_path: Path) -> None:
 
 
 def test_cli_names_every_skipped_folder_and_why(runs: Path, tmp_path: Path, capsys) -> None:
+    diverged = make_run(runs, "m3", "2", ["B", "A"], [[20, 10], [N, N], [N, N]], complete=False, folder="lr1e6")
+    (diverged / "state.json").write_text(json.dumps({"stopped": {"reason": "diverged", "stage": 1, "message": "x"}}))
+    other = make_run(runs, "m1", "1", ["A", "B"], M1_O1, hparams={"steps_per_task": 10}, folder="short")
     assert main(["leaderboard", str(runs), "--output", str(tmp_path / "board.md")]) == 0
     err = capsys.readouterr().err
     assert f"leaderboard: skipped {runs / 'synthetic' / 'm2' / 'order2-seed0'}: incomplete" in err
+    assert f"leaderboard: skipped {diverged}: diverged at stage 1" in err
+    assert f"leaderboard: {other}: other setting: in table 2" in err
+    assert err.count("other setting") == 1  # the main table's runs are not named

@@ -193,7 +193,7 @@ def build_leaderboard(runs_dir: str | os.PathLike, metrics: Sequence[str] = DEFA
     records, skipped = discover(runs_dir, [*metrics, *([paired_metric] if paired_metric not in metrics else [])])
     if not records:
         raise UserError(f"{runs_dir}: no complete run (summary.json with complete: true) found"
-                        + (f"; {len(skipped)} incomplete" if skipped else ""))
+                        + "".join(f"; skipped {folder}: {why}" for folder, why in skipped))
     by_setting: dict[str, list[RunRecord]] = {}
     for run in records:
         by_setting.setdefault(_key(run.setting), []).append(run)

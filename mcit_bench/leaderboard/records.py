@@ -150,12 +150,24 @@ def discover(runs_dir: str | os.PathLike, metrics: Sequence[str]) -> tuple[list[
             continue
         summary = _read_json(summary_path)
         if summary.get("complete") is not True:
-            skipped.append((str(run_dir), "incomplete (resume it with mcit-bench sweep / run --resume)"))
+            skipped.append((str(run_dir), _why_incomplete(run_dir)))
             continue
         records.append(load_run(run_dir, metrics, summary))
     for record in records:
         record.ceiling, record.ceiling_seed = match_ceiling(record, ceilings)
     return records, skipped
+
+
+def _why_incomplete(run_dir: Path) -> str:
+    """Why a run folder without a complete summary is left out: it diverged, or it is unfinished."""
+    try:
+        stopped = json.loads((run_dir / "state.json").read_text()).get("stopped") or {}
+    except (OSError, ValueError, AttributeError):
+        stopped = {}
+    if stopped.get("reason") == "diverged":
+        return (f"diverged at stage {stopped.get('stage')} (a destroyed model is never a result; resume it with "
+                f"run --resume --set lr=<smaller>)")
+    return "incomplete (resume it with mcit-bench sweep / run --resume)"
 
 
 def match_ceiling(run: RunRecord, ceilings: list[dict[str, Any]]) -> tuple[float | None, int | None]:
