@@ -47,11 +47,12 @@ class RunProgress:
         """The work a run (or its resumption) still has to do: which stages train, which cells are left."""
         from .runner import stages_to_evaluate
 
-        n, steps = len(plan.order), int(plan.hparams["steps_per_task"])
-        train = {stage: steps * (n if strategy.joint else 1) for stage in range(1, n + 1)
-                 if stage > last_trained and strategy.trains and (not strategy.joint or stage == n)}
+        n = len(plan.order)
+        train = {stage: strategy.train_steps(stage - 1) for stage in range(last_trained + 1, n + 1)
+                 if strategy.train_steps(stage - 1) > 0}
         cells = {stage: sum(state.cell(stage, plan.order[col]) is None
-                            for col in stages_to_evaluate(stage, n, plan.config.eval_mode, strategy.joint))
+                            for col in stages_to_evaluate(stage, n, plan.config.eval_mode,
+                                                          strategy.evaluates_stage(stage)))
                  for stage in range(n + 1)}
         return cls(list(plan.order), train, cells, enabled=enabled)
 

@@ -168,10 +168,11 @@ class RunState:
             write_sealed_json(self.path, self.data)
 
 
-def stages_to_evaluate(stage: int, n_tasks: int, eval_mode: str, joint: bool) -> list[int]:
-    """Column indices evaluated at ``stage`` (0-based columns)."""
-    if joint and 0 < stage < n_tasks:
-        return []  # the joint model exists only after all tasks
+def stages_to_evaluate(stage: int, n_tasks: int, eval_mode: str, evaluated: bool = True) -> list[int]:
+    """Column indices evaluated at ``stage`` (0-based columns); none where the strategy skips the stage
+    (``Strategy.evaluates_stage``: the joint model exists only after all tasks)."""
+    if not evaluated:
+        return []
     if stage == 0 or eval_mode == "full":
         return list(range(n_tasks))
     return list(range(stage))
@@ -276,7 +277,7 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
         if stage > last_trained and stage > 0:
             interrupt.doing(f"training stage {stage} (task {tasks[stage - 1].name})")
             interrupt.check()
-            if strategy.trains and (not strategy.joint or stage == n):
+            if strategy.train_steps(stage - 1) > 0:
                 from .divergence import Diverged
 
                 try:
@@ -297,7 +298,7 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
                 io[str(stage)] = round(time.time() - saving, 3)
             state.data["trained"] = sorted(set(state.data["trained"]) | {stage})
             state.save()
-        for col in stages_to_evaluate(stage, n, cfg.eval_mode, strategy.joint):
+        for col in stages_to_evaluate(stage, n, cfg.eval_mode, strategy.evaluates_stage(stage)):
             task = tasks[col]
             if state.cell(stage, task.name) is not None:
                 continue
@@ -349,14 +350,9 @@ def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: An
     seed = cfg.seed * 1000 + stage  # training of a stage depends on (seed, stage) only: resume-safe
     seed_everything(seed)
     start = time.time()
-    if strategy.joint:
-        import datasets
-
-        data = datasets.concatenate_datasets([plan.benchmark.train_split(t.name) for t in tasks])
-        steps = int(hp["steps_per_task"]) * len(tasks)
-    else:
-        data = plan.benchmark.train_split(tasks[stage - 1].name)
-        steps = int(hp["steps_per_task"])
+    task = tasks[stage - 1]
+    data = strategy.train_data(stage - 1, task, plan.benchmark.train_split(task.name))  # replay, joint: more
+    steps = strategy.train_steps(stage - 1)
     collate.clear_cache()
     strategy.before_task(stage - 1, tasks[stage - 1], data)
     strategy.train()

@@ -72,6 +72,7 @@ SLOW = {
     "test_console.py::test_console_shows_no_library_banners_tips_or_warnings",
     "test_console.py::test_quiet_prints_only_the_summary",
     "test_distributed.py::test_killed_rank_stops_the_run_and_resume_completes_it",
+    "test_strategy_hooks.py::test_replay_buffer_reaches_the_training_batches",
     "test_distributed.py::test_signal_to_a_two_rank_run_stops_every_rank_and_resume_completes_it",
     "test_distributed.py::test_state_checksum_catches_a_rank_that_differs",
     "test_distributed.py::test_statistics_on_two_ranks_equal_one_process",
