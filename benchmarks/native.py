@@ -1,6 +1,6 @@
 """Shared machinery for real benchmarks read from their native release files (UCIT, CoIN).
 
-A loader turns the native files into CANONICAL records (benchmarks.md, "Canonical on-disk format"):
+A loader turns the native files into CANONICAL records (docs/real-data.md, "Optional: convert once"; the record fields: mcit_bench/benchmark.py):
 ``{"uid", "native_id", "order", "image", "prompt", "target", "turns", "references", "choices", "bbox",
 "image_size", "meta"}`` with ``image`` relative to the image root (None for a text-only record).
 Everything is validated while reading, before any model is loaded; every failure is a one-line

@@ -1,6 +1,6 @@
 """The built-in procedurally generated benchmark (the embedded default).
 
-Six tasks mirror UCIT's six task TYPES (benchmarks.md), so every scorer and CL phenomenon is exercised:
+Six tasks mirror UCIT's six task TYPES (docs/builtin-benchmark.md), so every scorer and CL phenomenon is exercised:
 
 =================  ===============  ==========================================================  ===========
 task               UCIT analogue    what it asks                                                scorer

@@ -1,6 +1,6 @@
 """What a benchmark is: an ordered set of tasks, each with train/test splits and a scorer.
 
-Records follow the canonical format of benchmarks.md (one dict per sample):
+Records follow the canonical format (one dict per sample; docs/real-data.md):
 ``uid, image (PIL), prompt, target, references (list[str]), choices (list[str])``.
 Splits are served as Hugging Face ``datasets.Dataset`` objects.
 """

@@ -2,7 +2,7 @@
 budget as in a continual run, and evaluated on that task.
 
 The ceiling separates "this method cannot learn this task at this scale" from "this method forgets": a
-continual run's diagonal (``mft``) is read against it, and ``fwd.finetune_reference`` (metrics.md)
+continual run's diagonal (``mft``) is read against it, and ``fwd.finetune_reference`` (docs/reference.md, "Metrics")
 uses it as the single-task reference f_i.
 
 Layout: ``<root>/<benchmark>/<method>/ceiling-seed<S>/`` holds one ordinary run folder per task

@@ -1,6 +1,6 @@
 """Continual-learning metrics as pure functions of the accuracy matrix R.
 
-Specification: /work/shared/reference/metrics.md (mirrored in the docstrings below).
+Specification: docs/reference.md, "Metrics" (mirrored in the docstrings below).
 
 R is a float array of shape (T+1, T), scores in percent (0-100), NaN = not evaluated.
 Row 0 is the zero-shot backbone; row t (1..T) is the model after training the t-th task;

@@ -59,7 +59,7 @@ these is a named hyper-parameter below:
   space the prompts live in: they start as vocabulary rows and are inserted among text tokens.
   ``all``: every non-padding position; on an MLLM the projected visual tokens then carry most of the
   energy (measured on the built-in backbone: ~96% at 46x the squared norm of a text token) and U_pre
-  becomes the visual-token space, which leaves the prompts almost no room (see docs/fwd_prompt.md).
+  becomes the visual-token space, which leaves the prompts almost no room (see docs/methods.md).
   ``normalized``: every position scaled to unit norm (each token counts once, whatever its norm).
 
 Room to learn: ``free_dims`` is the dimension of the subspace the prompt updates are confined to;

@@ -1,4 +1,4 @@
-"""Metrics and matrix CSV tests against hand-computed numbers (metrics.md is the spec).
+"""Metrics and matrix CSV tests against hand-computed numbers (docs/reference.md, "Metrics", is the spec).
 
 Notation as in the spec: a[t][i] = R[t, i-1], t = stage 0..T, i = task 1..T.
 """
@@ -289,7 +289,7 @@ def test_boundaries_0_and_100_are_legal():
     assert M.last(R) == approx(50.0)
 
 
-# ---------------------------------------------------------------- regressions (metrics.md)
+# ---------------------------------------------------------------- regressions (docs/reference.md)
 
 def test_regression_transposed_matrix_rejected_by_shape():
     # PyCIL prints R^T: (T, T+1) must not be read as a matrix at all.
