@@ -145,3 +145,13 @@ def zero_shot_report(cells: dict[str, dict[str, Any]], tasks: list[Any]) -> dict
         out[task.name] = {"score": cell["score"], "chance": task.chance, "shuffled": details.get("shuffled"),
                           "p_value": p_value, "above_chance": above, "judgeable": judgeable, "shifts": shifts}
     return out
+
+
+def stages_to_evaluate(stage: int, n_tasks: int, eval_mode: str, evaluated: bool = True) -> list[int]:
+    """Column indices evaluated at ``stage`` (0-based columns); none where the strategy skips the stage
+    (``Strategy.evaluates_stage``: the joint model exists only after all tasks)."""
+    if not evaluated:
+        return []
+    if stage == 0 or eval_mode == "full":
+        return list(range(n_tasks))
+    return list(range(stage))

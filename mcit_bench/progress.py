@@ -45,7 +45,7 @@ class RunProgress:
     @classmethod
     def for_run(cls, plan: Any, state: Any, strategy: Any, last_trained: int, enabled: bool) -> "RunProgress":
         """The work a run (or its resumption) still has to do: which stages train, which cells are left."""
-        from .runner import stages_to_evaluate
+        from .evaluation import stages_to_evaluate
 
         n = len(plan.order)
         train = {stage: strategy.train_steps(stage - 1) for stage in range(last_trained + 1, n + 1)

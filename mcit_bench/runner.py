@@ -168,16 +168,6 @@ class RunState:
             write_sealed_json(self.path, self.data)
 
 
-def stages_to_evaluate(stage: int, n_tasks: int, eval_mode: str, evaluated: bool = True) -> list[int]:
-    """Column indices evaluated at ``stage`` (0-based columns); none where the strategy skips the stage
-    (``Strategy.evaluates_stage``: the joint model exists only after all tasks)."""
-    if not evaluated:
-        return []
-    if stage == 0 or eval_mode == "full":
-        return list(range(n_tasks))
-    return list(range(stage))
-
-
 @dataclass
 class Built:
     """What a run trains and evaluates with, set up exactly as the runner does (also used by tools/bench_speed.py)."""
@@ -270,6 +260,7 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
     display = RunProgress.for_run(plan, state, strategy, last_trained, enabled=progress)
 
     from . import interrupt
+    from .evaluation import stages_to_evaluate
 
     n = len(tasks)
     test_sets = {t.name: plan.benchmark.test_split(t.name) for t in tasks}

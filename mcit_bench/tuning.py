@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UserError
+from .tuning_report import (objective_description, params_at_edge, require_optuna, study_seconds,  # noqa: F401
+                            trial_counts, write_report)
 
 TRIALS_DEFAULT = 20
 BUDGETS = ("reduced", "full")
@@ -81,15 +83,6 @@ class TuneResult:
     report: Path | None
 
 
-def require_optuna() -> Any:
-    try:
-        import optuna
-    except ImportError:
-        raise UserError('mcit-bench tune needs Optuna: pip install "mcit-bench[tune]"') from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
-
-
 def budget_overrides(name: str, base: dict[str, Any]) -> dict[str, Any]:
     """The ``reduced`` budget: half the steps per task and half the test records of ``base`` (resolved hparams)."""
     if name not in BUDGETS:
@@ -115,12 +108,6 @@ def stream_description(benchmark: str) -> str:
 
 def objective_of(method_cls: type) -> str:
     return "last" if getattr(method_cls, "joint", False) else "avg"
-
-
-def objective_description(objective: str) -> str:
-    if objective == "avg":
-        return "final avg (MAA: mean over stages of the mean accuracy on the tasks learned so far), maximised"
-    return "final last (mean accuracy on every task after the last stage; avg is undefined for joint), maximised"
 
 
 def _trial_config(plan_: TunePlan, run_dir: Path, values: dict[str, Any]) -> Any:
@@ -210,20 +197,6 @@ def open_study(plan_: TunePlan) -> Any:
         raise UserError(f"{plan_.db}: study {plan_.study_name!r} was run with other settings (differing: "
                         f"{', '.join(differing)}); rerun with the same options or use another --root")
     return study
-
-
-def trial_counts(study: Any) -> dict[str, int]:
-    """Trials by how they ended (an interrupted trial, continued by a later one, is not a failure)."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False)
-    states = [t.state for t in trials]
-    # a trial cut off by a killed process is marked FAIL and continued by a later trial: not a failure
-    continued = {t.user_attrs.get("continues_trial") for t in trials}
-    interrupted = sum(t.state == TrialState.FAIL and t.number in continued for t in trials)
-    return {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
-            "failed": states.count(TrialState.FAIL) - interrupted, "interrupted": interrupted,
-            "running": states.count(TrialState.RUNNING)}
 
 
 def requeue_interrupted(study: Any, echo: Callable[[str], None]) -> int:
@@ -329,7 +302,6 @@ def _write_error(path: Path, text: str) -> None:
 def finish(plan_: TunePlan, study: Any, echo: Callable[[str], None] = print) -> TuneResult:
     """Write the best values with their provenance (tuned.yaml) and the tuning report."""
     from .tuned import write_tuned
-    from .tuning_report import params_at_edge, study_seconds, write_report
 
     counts = trial_counts(study)
     finished = counts["complete"] + counts["pruned"]

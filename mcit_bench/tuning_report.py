@@ -9,7 +9,39 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UserError
+
 REPORT_FILE = "report.md"
+
+
+# Optuna access and study wording shared with the tuner (tuning.py imports them from here: one direction)
+def require_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise UserError('mcit-bench tune needs Optuna: pip install "mcit-bench[tune]"') from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def objective_description(objective: str) -> str:
+    if objective == "avg":
+        return "final avg (MAA: mean over stages of the mean accuracy on the tasks learned so far), maximised"
+    return "final last (mean accuracy on every task after the last stage; avg is undefined for joint), maximised"
+
+
+def trial_counts(study: Any) -> dict[str, int]:
+    """Trials by how they ended (an interrupted trial, continued by a later one, is not a failure)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    # a trial cut off by a killed process is marked FAIL and continued by a later trial: not a failure
+    continued = {t.user_attrs.get("continues_trial") for t in trials}
+    interrupted = sum(t.state == TrialState.FAIL and t.number in continued for t in trials)
+    return {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
+            "failed": states.count(TrialState.FAIL) - interrupted, "interrupted": interrupted,
+            "running": states.count(TrialState.RUNNING)}
 
 
 @dataclass
@@ -86,8 +118,6 @@ def spread(values: list[float]) -> dict[str, float] | None:
 
 def collect(root: str | Path) -> list[StudySummary]:
     """Every study stored under ``<root>/<benchmark>/<method>.db``."""
-    from .tuning import require_optuna, trial_counts
-
     optuna = require_optuna()
     from optuna.trial import TrialState
 
@@ -134,8 +164,6 @@ def _fmt(value: Any) -> str:
 
 
 def render_report(studies: list[StudySummary]) -> str:
-    from .tuning import objective_description
-
     out = ["# Tuning report", "",
            "Written by `mcit-bench tune`. Each trial is a full continual run on the tuning stream, which is disjoint "
            "from the reported one (built-in benchmark: another data seed; UCIT/CoIN: a validation split carved from "
