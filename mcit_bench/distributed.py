@@ -27,7 +27,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 WORKER_ENV = "MCIT_BENCH_WORKER"
 DDP_LIKE = ("ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false", "fsdp")
@@ -184,7 +187,7 @@ class Launcher:
 WATCH_GRACE_S = 10.0
 
 
-def launch(ranks: Ranks, config: Any, resume_hint: str) -> Launcher:
+def launch(ranks: Ranks, config: "RunConfig", resume_hint: str) -> Launcher:
     """Start this node's worker ranks (1..devices-1) of the run ``config`` (a ``RunConfig``) and return their
     launcher; the calling process is rank 0 (``ranks.launcher``). The workers read the configuration from a
     file, never from a rebuilt command line."""

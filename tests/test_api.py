@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import dataclasses
 from pathlib import Path
 
@@ -81,3 +82,54 @@ def test_worker_refuses_a_call_without_its_config_file(capsys) -> None:
     from mcit_bench.worker import main
 
     assert main([]) == 2 and "mcit_bench.worker CONFIG.json" in capsys.readouterr().err
+
+
+class _FakeWorker:
+    """Stands for a worker process: records how it was started; ``code`` is its exit status (None: running)."""
+
+    started: list["_FakeWorker"] = []
+
+    def __init__(self, argv: list[str], env: dict[str, str], stdout: object = None) -> None:
+        self.argv, self.env, self.pid, self.code = argv, env, 4242, None
+        self.config = json.loads(Path(argv[-1]).read_text())  # what the worker would read at its start
+        _FakeWorker.started.append(self)
+
+    def poll(self) -> int | None:
+        return self.code
+
+    def kill(self) -> None:
+        self.code = -9
+
+    def wait(self) -> int:
+        return self.code or 0
+
+
+def test_launch_starts_workers_from_the_config_not_a_command_line(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import sys
+
+    from mcit_bench import distributed
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", _FakeWorker)
+    monkeypatch.setattr(distributed, "WATCH_GRACE_S", 1e9)  # the watchdog must not end the test process
+    saved = dict(os.environ)
+    cfg = RunConfig(method="lora-ft", backbone=BACKBONE, devices=3, strategy="ddp", overrides={"lr": 1e-4},
+                    output=str(tmp_path / "run"))
+    _FakeWorker.started.clear()
+    try:
+        launcher = distributed.launch(distributed.Ranks(3, 0, 0, launcher=True), cfg, "the hint")
+        workers = list(_FakeWorker.started)
+        assert [w.argv for w in workers] == [[sys.executable, "-m", "mcit_bench.worker", workers[0].argv[-1]]] * 2
+        assert all(w.config == cfg.to_dict() for w in workers)
+        assert [(w.env["RANK"], w.env["LOCAL_RANK"], w.env[distributed.WORKER_ENV]) for w in workers] == \
+            [("1", "1", "1"), ("2", "2", "1")]
+        assert launcher.failure() is None
+        workers[1].code = -9
+        assert launcher.failure() == ("rank 2 (pid 4242) stopped with signal SIGKILL; the run stops here. Every "
+                                      "completed cell is on disk: the hint.")
+        launcher.stop()
+        assert not Path(workers[0].argv[-1]).exists()  # the configuration file goes with the workers
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
