@@ -47,9 +47,13 @@ def plan_ceiling(cfg: RunConfig, tasks: list[str] | None = None, root: str | Pat
     return plans, folder
 
 
-def run_ceiling(plans: list, folder: Path, progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate each task alone (skipping complete ones); write ``ceiling.json`` and ``.csv``."""
-    from .runner import RunState, STATE_FILE, execute
+def run_ceiling(plans: list, folder: Path, progress: bool = True, command: list[str] | None = None) -> dict[str, Any]:
+    """Train and evaluate each task alone (skipping complete ones); write ``ceiling.json`` and ``.csv``.
+
+    Each task is one ``mcit_bench.run`` of its planned configuration; ``command`` (the ``mcit-bench ceiling``
+    arguments, which continue by themselves) is what an interrupted ceiling says to rerun."""
+    from .api import run
+    from .runner import RunState, STATE_FILE
 
     scores: dict[str, float] = {}
     zero_shot: dict[str, float] = {}
@@ -61,7 +65,8 @@ def run_ceiling(plans: list, folder: Path, progress: bool = True) -> dict[str, A
         if not state.data.get("complete"):
             if progress:
                 print(f"ceiling: {plan.method_cls.name} on {task} alone", flush=True)
-            summary = execute(plan, progress=progress)
+            summary = run(plan.config, progress=progress, command=command,
+                          command_resumes=command is not None, lock_what="ceiling").summary
             state = RunState(plan.run_dir / STATE_FILE)
         scores[task] = float(state.cell(1, task)["score"])
         zero_shot[task] = float(state.cell(0, task)["score"])

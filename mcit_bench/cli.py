@@ -13,89 +13,72 @@ from typing import Any, Sequence
 from .errors import RunError, UserError
 
 
-def _add_run(sub: Any) -> None:
-    p = sub.add_parser("run", help="train a method over a task order and evaluate the full matrix")
-    p.add_argument("--method", required=True, help="registered method name (see `mcit-bench list methods`)")
-    p.add_argument("--order", default="1", help="task order number (task_orders/orderK.yaml) or a YAML path")
+def run_options() -> argparse.ArgumentParser:
+    """The options of a run, shared by ``run``, ``ceiling``, ``sweep`` and ``tune`` (argparse parent): one
+    definition, one set of defaults, the ``RunConfig`` defaults (``tests/test_reference_docs.py`` keeps
+    docs/reference.md in step)."""
+    p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--benchmark", default="synthetic", help="benchmark name (default: the built-in synthetic)")
     p.add_argument("--backbone", default="tiny-llava", help="built-in name, a save_pretrained folder, or a cached HF id")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="default",
-                   help="default | quick (tiny sizes for smoke tests) | tuned (the values of `mcit-bench tune`)")
-    _add_tuned(p)
+                   help="default | quick (tiny sizes for smoke tests) | tuned (the values of `mcit-bench tune`; "
+                        "tune's trials: default or quick)")
+    p.add_argument("--tuned", dest="tuned_file", metavar="FILE",
+                   help="tuned values read by --preset tuned (default results/tuning/tuned.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hyper-parameter (repeatable), e.g. --set lr=1e-4 (sweep: for every selected "
+                        "method that has KEY; tune: fixed for every trial, not a searched one)")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (GPUs if present), cpu, gpu")
+    p.add_argument("--devices", default="1",
+                   help="Lightning devices (e.g. 8): one process each, launched once per run")
+    p.add_argument("--num-nodes", type=int, default=1, help="machines of --devices processes each (SLURM, torchrun)")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy: ddp, fsdp, deepspeed_stage_2, ...")
+    p.add_argument("--precision", default="32-true", help="Lightning precision: 32-true, bf16-mixed, ...")
+    p.add_argument("--logger", default="csv",
+                   help="training-loss logger: csv | tensorboard | wandb | none (tune's trials: none by default)")
+    p.add_argument("--data-root", help="folder of a real benchmark in its native layout (ucit, coin)")
+    p.add_argument("--image-root", help="image folder, if apart from --data-root")
+    p.add_argument("--scorer-variant", dest="scorer_variants", action="append", default=[], metavar="TASK=VARIANT",
+                   help="score TASK with another variant of its scorer (repeatable), e.g. ScienceQA=coin_skip_absent")
+    return p
+
+
+def _seed_option() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--seed", type=int, default=0, help="training seed (tune: also the sampler's seed)")
+    return p
+
+
+def _add_run(sub: Any, shared: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", parents=shared, help="train a method over a task order and evaluate the full matrix")
+    p.add_argument("--method", required=True, help="registered method name (see `mcit-bench list methods`)")
+    p.add_argument("--order", default="1", help="task order number (task_orders/orderK.yaml) or a YAML path")
     p.add_argument("--output", help="run folder (default results/runs/<benchmark>/<method>/order<K>-seed<S>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last completed task")
     p.add_argument("--eval", dest="eval_mode", default="full", choices=["full", "lower"],
                    help="full: every task after every stage (default); lower: skip future tasks (no FWD)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a hyper-parameter (repeatable), e.g. --set lr=1e-4")
-    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (GPUs if present), cpu, gpu")
-    p.add_argument("--devices", default="1", help="Lightning devices (e.g. 8): one process each, launched once")
-    p.add_argument("--num-nodes", type=int, default=1, help="machines of --devices processes each (SLURM, torchrun)")
-    p.add_argument("--strategy", default="auto", help="Lightning strategy: ddp, fsdp, deepspeed_stage_2, ...")
-    p.add_argument("--precision", default="32-true", help="Lightning precision: 32-true, bf16-mixed, ...")
-    p.add_argument("--logger", default="csv", help="training-loss logger: csv | tensorboard | wandb | none")
-    p.add_argument("--data-root", help="folder of a real benchmark in its native layout")
-    p.add_argument("--image-root", help="image folder, if apart from --data-root")
-    _add_scorer_variant(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def _add_tuned(p: Any) -> None:
-    p.add_argument("--tuned", dest="tuned_file", metavar="FILE",
-                   help="tuned values read by --preset tuned (default results/tuning/tuned.yaml)")
-
-
-def _add_ceiling(sub: Any) -> None:
-    p = sub.add_parser("ceiling", help="single-task ceiling: the method trained on each task alone, same budget")
+def _add_ceiling(sub: Any, shared: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("ceiling", parents=shared,
+                       help="single-task ceiling: the method trained on each task alone, same budget")
     p.add_argument("--method", required=True, help="registered method name")
-    p.add_argument("--benchmark", default="synthetic")
-    p.add_argument("--backbone", default="tiny-llava")
     p.add_argument("--tasks", help="comma-separated task names (default: every task of the benchmark)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="default", help="default | quick | tuned (the continual runs' preset)")
-    _add_tuned(p)
     p.add_argument("--root", default="results/runs", help="folder ROOT/<benchmark>/<method>/ceiling-seed<S> (default)")
     p.add_argument("--output", help="ceiling folder (overrides --root)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--accelerator", default="auto")
-    p.add_argument("--devices", default="1")
-    p.add_argument("--strategy", default="auto")
-    p.add_argument("--precision", default="32-true")
-    p.add_argument("--logger", default="csv")
-    p.add_argument("--data-root", help="folder of a real benchmark in its native layout")
-    p.add_argument("--image-root", help="image folder, if apart from --data-root")
     p.add_argument("--quiet", action="store_true")
 
 
-def _add_scorer_variant(p: Any) -> None:
-    p.add_argument("--scorer-variant", dest="scorer_variants", action="append", default=[], metavar="TASK=VARIANT",
-                   help="score TASK with another variant of its scorer (repeatable), e.g. ScienceQA=coin_skip_absent")
-
-
-def _add_sweep(sub: Any) -> None:
-    p = sub.add_parser("sweep", help="run every (method, order, seed) combination; skips finished runs, resumes the rest")
+def _add_sweep(sub: Any, shared: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("sweep", parents=shared,
+                       help="run every (method, order, seed) combination; skips finished runs, resumes the rest")
     p.add_argument("--methods", default="all", help="'all' (every registered method) or a list: lora-ft,fwd-prompt")
     p.add_argument("--orders", default="all", help="'all' (task_orders/order*.yaml) or a list: 1,3 (YAML paths allowed)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    p.add_argument("--benchmark", default="synthetic")
-    p.add_argument("--data-root", help="folder of a real benchmark in its native layout (ucit, coin)")
-    p.add_argument("--image-root", help="image folder, if apart from --data-root")
-    _add_scorer_variant(p)
-    p.add_argument("--backbone", default="tiny-llava")
-    p.add_argument("--preset", default="default", help="default | quick | tuned")
-    _add_tuned(p)
     p.add_argument("--root", default="results/runs",
                    help="runs go to ROOT/<benchmark>/<method>/order<K>-seed<S> (default results/runs)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a hyper-parameter for every selected method that has KEY (repeatable)")
     p.add_argument("--eval", dest="eval_mode", default="full", choices=["full", "lower"])
-    p.add_argument("--accelerator", default="cpu")
-    p.add_argument("--devices", default="1", help="passed to each run (several: each run launches its processes)")
-    p.add_argument("--num-nodes", type=int, default=1)
-    p.add_argument("--strategy", default="auto")
-    p.add_argument("--precision", default="32-true")
-    p.add_argument("--logger", default="csv")
     p.add_argument("--dry-run", action="store_true", help="validate and list what would run, run nothing")
     p.add_argument("--verbose", action="store_true", help="also print each run's own progress (stages, bars)")
 
@@ -117,23 +100,17 @@ def _add_leaderboard(sub: Any) -> None:
     p.add_argument("--paired-metric", default="last", help="metric of the paired comparison (default last)")
 
 
-def _add_tune(sub: Any) -> None:
-    p = sub.add_parser("tune", help="select a method's hyper-parameters with Optuna on a stream disjoint from the "
-                                    "reported one (needs the 'tune' extra)")
+def _add_tune(sub: Any, shared: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("tune", parents=shared, help="select a method's hyper-parameters with Optuna on a stream "
+                                                    "disjoint from the reported one (needs the 'tune' extra)")
     p.add_argument("--method", help="the method to tune (its YAML's search_space); omit with --report")
     p.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials the study ends "
                                                           "with; use the same number for every method (default 20)")
-    p.add_argument("--benchmark", default="synthetic")
     p.add_argument("--budget", default="reduced", choices=["reduced", "full"],
                    help="reduced (default): half the steps per task and half the test/validation records")
-    p.add_argument("--preset", default="default", help="base preset of every trial: default | quick")
     p.add_argument("--order", default="1", help="task order of every trial (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="training seed of every trial and the sampler's seed")
-    p.add_argument("--backbone", default="tiny-llava")
     p.add_argument("--root", default="results/tuning",
                    help="studies (ROOT/<benchmark>/<method>.db), trial runs, tuned.yaml and report.md")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="fix a hyper-parameter for every trial (repeatable; not a searched one)")
     p.add_argument("--pruner", default="median", choices=["median", "none"],
                    help="median (default): stop a trial whose running avg after a task is below the median")
     p.add_argument("--startup-trials", type=int, default=3, help="completed trials before pruning starts (default 3)")
@@ -141,13 +118,8 @@ def _add_tune(sub: Any) -> None:
                    help="first task after which a trial may be pruned (default 2: after task 1 the running avg "
                         "holds no forgetting)")
     p.add_argument("--report", action="store_true", help="only rewrite ROOT/report.md from the stored studies")
-    p.add_argument("--data-root", help="folder of a real benchmark in its native layout (ucit, coin)")
-    p.add_argument("--image-root", help="image folder, if apart from --data-root")
-    p.add_argument("--accelerator", default="cpu")
-    p.add_argument("--devices", default="1")
-    p.add_argument("--precision", default="32-true")
-    p.add_argument("--logger", default="none", help="training-loss logger of each trial: none (default) | csv | ...")
     p.add_argument("--verbose", action="store_true", help="also print each trial's own progress")
+    p.set_defaults(logger="none")  # a study's trials keep no loss logs unless asked (--logger csv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Benchmark harness for Multimodal Continual Instruction Tuning: accuracy, FGT and FWD matrices."))
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_run(sub)
+    # a fresh parent per command: argparse shares a parent's actions, so tune's set_defaults would reach the others
+    _add_run(sub, [run_options(), _seed_option()])
     c = sub.add_parser("convert", help="validate a downloaded real benchmark and write the canonical format")
     c.add_argument("benchmark", help="ucit | coin")
     c.add_argument("--data-root", required=True, help="folder of the benchmark in its native layout")
@@ -163,10 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", required=True, help="folder for benchmark.json and tasks/<task>/*.jsonl")
     c.add_argument("--no-strict-counts", action="store_true",
                    help="accept record counts that differ from the release's (a subset)")
-    _add_ceiling(sub)
-    _add_sweep(sub)
+    _add_ceiling(sub, [run_options(), _seed_option()])
+    _add_sweep(sub, [run_options()])  # --seeds, not --seed
     _add_leaderboard(sub)
-    _add_tune(sub)
+    _add_tune(sub, [run_options(), _seed_option()])
     m = sub.add_parser("metrics", help="summary metrics of an accuracy-matrix CSV")
     m.add_argument("matrix", help="CSV with columns stage,<task1>,...; empty cell = not evaluated")
     m.add_argument("--json", action="store_true", help="print the full summary as JSON")
@@ -198,49 +171,51 @@ def _devices(raw: str) -> Any:
     return int(raw) if raw.isdigit() else raw
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .config import RunConfig, parse_scorer_variants, parse_set
+def _run_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``RunConfig`` fields of the shared run options (``run_options``), checked."""
+    from .config import parse_scorer_variants
     from .loggers import check_logger
 
     check_logger(args.logger)
     if args.num_nodes < 1:
         raise UserError(f"--num-nodes {args.num_nodes}: expected an integer >= 1")
-    cfg = RunConfig(method=args.method, order=args.order, benchmark=args.benchmark, backbone=args.backbone,
-                    seed=args.seed, preset=args.preset, output=args.output, resume=args.resume,
-                    eval_mode=args.eval_mode, accelerator=args.accelerator, devices=_devices(args.devices),
-                    num_nodes=args.num_nodes, strategy=args.strategy, precision=args.precision, logger=args.logger,
-                    data_root=args.data_root, image_root=args.image_root, tuned_file=args.tuned_file,
-                    overrides=parse_set(args.overrides), scorer_variants=parse_scorer_variants(args.scorer_variants))
-    from . import distributed
-    from .run_lock import lock_unless_secondary
-    from .runner import execute, plan_run
-
-    ranks = distributed.detect(cfg.devices, cfg.num_nodes, cfg.strategy)
-    if ranks.world_size <= 1:
-        plan = plan_run(cfg)  # every check that can fail on bad input happens here, before any write
-        _announce(plan, args)
-        from .interrupt import Interrupted, deferred, explain
-
-        try:
-            with lock_unless_secondary(plan.run_dir, "run"), deferred():  # one writer per run folder
-                summary = execute(plan, progress=not args.quiet)
-        except Interrupted as exc:  # the lock is released: say what is safe and how to resume
-            raise explain(exc, plan.run_dir, args.argv) from None
-        print(_format_summary(summary))
-        return 0
-    return _run_ranks(cfg, ranks, args)
+    return dict(benchmark=args.benchmark, backbone=args.backbone, preset=args.preset, tuned_file=args.tuned_file,
+                accelerator=args.accelerator, devices=_devices(args.devices), num_nodes=args.num_nodes,
+                strategy=args.strategy, precision=args.precision, logger=args.logger, data_root=args.data_root,
+                image_root=args.image_root, scorer_variants=parse_scorer_variants(args.scorer_variants))
 
 
-def _announce(plan: Any, args: argparse.Namespace, ranks: str = "") -> None:
-    if not args.quiet:
-        print(f"mcit-bench: {plan.method_cls.name} on {plan.benchmark.name}, order {plan.config.order}: "
-              f"{' -> '.join(plan.order)}{ranks}\n  run folder: {plan.run_dir}", flush=True)
-        if plan.hparams.get("eval_max_new_tokens"):
-            cfg = plan.config
-            source = "--set eval_max_new_tokens" if "eval_max_new_tokens" in cfg.overrides else f"preset {cfg.preset}"
-            print(f"  {_cap_line(plan.hparams['eval_max_new_tokens'], source)}", flush=True)
-        if plan.resume is not None:
-            print(f"  {_resume_line(plan)}", flush=True)
+def run_config(args: argparse.Namespace) -> Any:
+    """The ``RunConfig`` of ``mcit-bench run``'s arguments."""
+    from .config import RunConfig, parse_set
+
+    return RunConfig(method=args.method, order=args.order, seed=args.seed, output=args.output, resume=args.resume,
+                     eval_mode=args.eval_mode, overrides=parse_set(args.overrides), **_run_fields(args))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .api import RankStopped, run
+
+    cfg = run_config(args)
+    try:
+        result = run(cfg, progress=not args.quiet, command=args.argv, on_plan=None if args.quiet else _announce)
+    except RankStopped as exc:  # torchrun / SLURM: rank 0 said what is wrong
+        return exc.exit_code
+    if result.rank == 0:
+        print(_format_summary(result.summary))
+    return 0
+
+
+def _announce(plan: Any, processes: int) -> None:
+    ranks = f" ({processes} processes)" if processes > 1 else ""
+    print(f"mcit-bench: {plan.method_cls.name} on {plan.benchmark.name}, order {plan.config.order}: "
+          f"{' -> '.join(plan.order)}{ranks}\n  run folder: {plan.run_dir}", flush=True)
+    if plan.hparams.get("eval_max_new_tokens"):
+        cfg = plan.config
+        source = "--set eval_max_new_tokens" if "eval_max_new_tokens" in cfg.overrides else f"preset {cfg.preset}"
+        print(f"  {_cap_line(plan.hparams['eval_max_new_tokens'], source)}", flush=True)
+    if plan.resume is not None:
+        print(f"  {_resume_line(plan)}", flush=True)
 
 
 def _resume_line(plan: Any) -> str:
@@ -254,92 +229,15 @@ def _resume_line(plan: Any) -> str:
     return f"resuming at {where}: {reused}, evaluated cells are kept"
 
 
-def _run_ranks(cfg: Any, ranks: Any, args: argparse.Namespace) -> int:
-    """One launch for the whole run on several processes (see ``mcit_bench.distributed``)."""
-    import contextlib
-    import os
-
-    from . import distributed
-    from .run_lock import lock_unless_secondary
-    from .runner import execute, plan_run
-
-    from .interrupt import Interrupted, deferred, explain, ignore_in_worker
-
-    if ranks.worker:
-        ignore_in_worker()  # rank 0 stops on the signal and then stops this process
-    saved_env = dict(os.environ)
-    launcher = None
-    held = contextlib.ExitStack()  # rank 0's lock on the run folder, taken before any worker starts
-    try:
-        if ranks.launcher:
-            plan = plan_run(cfg)  # validation, the run-folder check and --resume planning: once, here
-            held.enter_context(lock_unless_secondary(plan.run_dir, "run"))
-            from .backbones import backbone_path
-
-            backbone_path(cfg.backbone, progress=not args.quiet)  # built once, before the ranks read it
-            launcher = distributed.Launcher(ranks, distributed._devices_count(cfg.devices), args.argv)
-            launcher.start()
-        distributed.init_process_group(ranks, cfg.accelerator)
-        problem = None
-        if ranks.rank == 0 and not ranks.launcher and not ranks.worker:  # torchrun / SLURM: rank 0 checks
-            try:
-                plan = plan_run(cfg)
-                held.enter_context(lock_unless_secondary(plan.run_dir, "run"))
-            except (UserError, RunError) as exc:
-                problem = str(exc)
-        problem = distributed.broadcast(problem)  # every rank learns whether rank 0's checks passed
-        if problem is not None:
-            if ranks.rank == 0:
-                raise UserError(problem)
-            return 2
-        if ranks.rank != 0:
-            plan = plan_run(cfg, check_existing=False)
-        if ranks.rank == 0:
-            _announce(plan, args, f" ({ranks.world_size} processes)")
-        try:
-            with deferred() if ranks.rank == 0 else contextlib.nullcontext():
-                summary = execute(plan, progress=not args.quiet)
-        except Interrupted as exc:  # the workers are stopped and the lock released below (finally)
-            raise explain(exc, plan.run_dir, args.argv) from None
-        except Exception:
-            # a collective that fails because a worker died: say which rank and how to go on, not the traceback
-            message = launcher.failure(wait=5.0) if launcher is not None else None
-            if message is None:
-                raise
-            launcher.stop()
-            print(message, file=sys.stderr, flush=True)
-            return 1
-        if ranks.rank == 0:
-            print(_format_summary(summary))
-        if launcher is not None and launcher.wait() != 0:
-            raise UserError("a worker rank failed at the end of the run; see its messages above")
-        return 0
-    finally:
-        if launcher is not None:
-            launcher.stop()
-        held.close()
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-        os.environ.clear()  # the rank variables must not leak into a later run of this process (tests)
-        os.environ.update(saved_env)
-
-
 def cmd_ceiling(args: argparse.Namespace) -> int:
     from .ceiling import plan_ceiling, run_ceiling
     from .config import RunConfig, parse_set
-    from .loggers import check_logger
 
-    check_logger(args.logger)
-    cfg = RunConfig(method=args.method, benchmark=args.benchmark, backbone=args.backbone, seed=args.seed,
-                    preset=args.preset, output=args.output, accelerator=args.accelerator,
-                    devices=_devices(args.devices), strategy=args.strategy, precision=args.precision,
-                    logger=args.logger, data_root=args.data_root, image_root=args.image_root,
-                    tuned_file=args.tuned_file, overrides=parse_set(args.overrides))
+    cfg = RunConfig(method=args.method, seed=args.seed, output=args.output, overrides=parse_set(args.overrides),
+                    **_run_fields(args))
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     plans, folder = plan_ceiling(cfg, tasks, root=args.root)
-    result = run_ceiling(plans, folder, progress=not args.quiet)
+    result = run_ceiling(plans, folder, progress=not args.quiet, command=args.argv)
     cells = ", ".join(f"{t} {v:.2f}" for t, v in result["scores"].items())
     print(f"ceiling of {result['method']}: mean {result['mean']:.2f} ({cells}) -> {folder}")
     return 0
@@ -348,16 +246,11 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import time
 
-    from .config import parse_scorer_variants, parse_set
-    from .loggers import check_logger
+    from .config import parse_set
+    from .interrupt import Interrupted
     from .sweep import SweepSpec, describe_plan, plan_sweep, run_sweep
 
-    check_logger(args.logger)
-    options = dict(benchmark=args.benchmark, backbone=args.backbone, preset=args.preset, eval_mode=args.eval_mode,
-                   accelerator=args.accelerator, devices=_devices(args.devices), num_nodes=args.num_nodes,
-                   strategy=args.strategy, precision=args.precision, logger=args.logger, data_root=args.data_root,
-                   image_root=args.image_root, tuned_file=args.tuned_file,
-                   scorer_variants=parse_scorer_variants(args.scorer_variants))
+    options = dict(_run_fields(args), eval_mode=args.eval_mode)
     spec = SweepSpec(methods=args.methods, orders=args.orders, seeds=args.seeds, root=args.root,
                      overrides=parse_set(args.overrides), run_options=options)
     started = time.time()
@@ -369,6 +262,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         result = run_sweep(items, progress=args.verbose, echo=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
         return 130  # run_sweep already said how to resume
+    except Interrupted as exc:  # SIGINT / SIGTERM: the current run stopped at a safe point (130 / 143)
+        return exc.exit_code
     print(f"sweep: {len(result.done)} run, {len(result.skipped)} already complete (skipped), "
           f"{len(result.failed)} failed" + (f", {len(result.busy)} busy (another job writes them; rerun later)"
                                             if result.busy else "") + f"; wall time {time.time() - started:.1f} s")
@@ -379,7 +274,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .config import parse_set
-    from .loggers import check_logger
 
     if args.report:
         from .tuning import require_optuna
@@ -390,12 +284,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 0
     if not args.method:
         raise UserError("tune: --method is required (or --report to only rewrite the report)")
-    check_logger(args.logger)
+    if args.tuned_file:
+        raise UserError("tune: --tuned is read by --preset tuned; a study's trials run on --preset default or quick")
+    options = _run_fields(args)
+    for key in ("benchmark", "backbone", "preset", "tuned_file"):  # TuneSpec fields of their own
+        options.pop(key)
+    from .interrupt import Interrupted
     from .tuning import TuneSpec, plan_tune, require_optuna, run_tune
 
     require_optuna()
-    options = dict(accelerator=args.accelerator, devices=_devices(args.devices), precision=args.precision,
-                   logger=args.logger, data_root=args.data_root, image_root=args.image_root)
     spec = TuneSpec(method=args.method, benchmark=args.benchmark, trials=args.trials, budget=args.budget,
                     preset=args.preset, order=args.order, seed=args.seed, backbone=args.backbone, root=args.root,
                     overrides=parse_set(args.overrides), pruner=args.pruner, startup_trials=args.startup_trials,
@@ -406,10 +303,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"study {plan.db}\n  stream: {plan.stream}\n  budget: {spec.budget} ("
           + ", ".join(f"{k}={v}" for k, v in plan.resolved_budget.items()) + ")", flush=True)
     try:
-        run_tune(plan, echo=lambda line: print(line, flush=True), progress=args.verbose)
-    except KeyboardInterrupt:
+        run_tune(plan, echo=lambda line: print(line, flush=True), progress=args.verbose, command=args.argv)
+    except (KeyboardInterrupt, Interrupted) as exc:
         print("tune interrupted; rerun the same command to resume the study", flush=True)
-        return 130
+        return exc.exit_code if isinstance(exc, Interrupted) else 130
     return 0
 
 
@@ -554,7 +451,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    args.argv = argv  # the worker ranks of a run re-execute exactly this command line
+    args.argv = argv  # named by the hint that resumes an interrupted run
     from .interrupt import Interrupted
 
     try:

@@ -2,14 +2,16 @@
 
 How a run starts on N = ``--num-nodes`` x ``--devices`` processes:
 
-* ``mcit-bench run --devices N --strategy ddp`` (one machine): the launching process validates the
-  configuration, checks the run folder and plans ``--resume`` ONCE, then starts ranks 1..N-1 by
-  re-executing its own command line with the torch.distributed variables (MASTER_ADDR, MASTER_PORT,
-  WORLD_SIZE, RANK, LOCAL_RANK, NODE_RANK) and ``MCIT_BENCH_WORKER=1`` (a worker of an already
-  planned run: it skips the run-folder checks and never writes). It becomes rank 0 itself. Every rank
+* ``mcit_bench.run(config)`` with ``devices=N, strategy="ddp"`` (what ``mcit-bench run``, ``sweep``,
+  ``ceiling`` and ``tune`` call; one machine): the calling process validates the configuration, checks the
+  run folder and plans ``--resume`` ONCE, then ``launch(ranks, config)`` writes the configuration
+  (``RunConfig.to_dict()``, JSON) to a file and starts ranks 1..N-1 as ``python -m mcit_bench.worker FILE``
+  with the torch.distributed variables (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK,
+  NODE_RANK) and ``MCIT_BENCH_WORKER=1`` (a worker of an already planned run: it skips the run-folder
+  checks and never writes). No command line is rebuilt. The caller becomes rank 0 itself. Every rank
   then runs the whole task sequence; each ``Trainer.fit`` finds the processes already there (Lightning
   reads the same variables) and launches nothing. A watchdog stops the run with a clear message when a
-  rank dies; ``--resume`` continues it.
+  rank dies; resuming continues it.
 * Under ``torchrun`` or SLURM (``srun``) the processes exist already: Lightning's cluster environments
   detect them, rank 0 plans and checks, the others follow.
 
@@ -25,7 +27,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 WORKER_ENV = "MCIT_BENCH_WORKER"
 DDP_LIKE = ("ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false", "fsdp")
@@ -93,51 +98,67 @@ def _free_port() -> int:
 
 
 class Launcher:
-    """Starts local ranks 1..devices-1 of this node as copies of the current command line; watches them."""
+    """Starts local ranks 1..devices-1 of this node as ``python -m mcit_bench.worker FILE``; watches them.
 
-    def __init__(self, ranks: Ranks, devices: int, argv: Sequence[str]) -> None:
-        self.ranks, self.devices, self.argv = ranks, devices, list(argv)
+    ``FILE`` holds the run's configuration as JSON; ``resume_hint`` ends the message of a dead rank (how to
+    continue the run: a command a user can type)."""
+
+    def __init__(self, ranks: Ranks, devices: int, config: dict[str, Any], resume_hint: str) -> None:
+        self.ranks, self.devices, self.config, self.resume_hint = ranks, devices, dict(config), resume_hint
         self.children: list[subprocess.Popen] = []
         self._stopping = False
+        self._config_file: str | None = None
 
     def start(self) -> None:
+        import json
+        import tempfile
+
         node_rank = int(os.environ.get("NODE_RANK", "0"))
         env = {"MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
                "MASTER_PORT": os.environ.get("MASTER_PORT") or str(_free_port()),
                "WORLD_SIZE": str(self.ranks.world_size), "NODE_RANK": str(node_rank),
                "LOCAL_WORLD_SIZE": str(self.devices)}
+        fd, self._config_file = tempfile.mkstemp(prefix="mcit-bench-run-", suffix=".json")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(self.config, handle)
         os.environ.update(env)  # rank 0 (this process) reads the same variables, as Lightning does
         os.environ.update({"RANK": str(self.ranks.rank), "LOCAL_RANK": "0"})
         for local in range(1, self.devices):
             child_env = {**os.environ, **env, "PYTHONWARNINGS": "ignore", "RANK": str(node_rank * self.devices + local),
                          "LOCAL_RANK": str(local), WORKER_ENV: "1"}
-            self.children.append(subprocess.Popen([sys.executable, "-m", "mcit_bench.cli", *self.argv],
+            self.children.append(subprocess.Popen([sys.executable, "-m", "mcit_bench.worker", self._config_file],
                                                   env=child_env, stdout=subprocess.DEVNULL))
         threading.Thread(target=self._watch, daemon=True).start()
 
     def failure(self, wait: float = 0.0) -> str | None:
-        """The message for a worker that stopped with an error (waiting up to ``wait`` s for one), else None."""
+        """What to say of a worker that stopped with an error (waiting up to ``wait`` s for one), else None."""
         deadline = time.time() + wait
         while True:
             for local, child in enumerate(self.children, start=1):
                 code = child.poll()
                 if code is not None and code != 0:
                     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                    return (f"mcit-bench: error: rank {self.ranks.rank + local} (pid {child.pid}) stopped with {how}; "
-                            f"the run stops here. Every completed cell is on disk: run the same command with "
-                            f"--resume to continue.")
+                    return (f"rank {self.ranks.rank + local} (pid {child.pid}) stopped with {how}; the run stops "
+                            f"here. Every completed cell is on disk: {self.resume_hint}.")
             if time.time() >= deadline:
                 return None
             time.sleep(0.1)
 
     def _watch(self) -> None:
-        # rank 0 may sit in a collective that would wait for the dead rank for a long time: stop from here
+        # rank 0 may sit in a collective that would wait for the dead rank for a long time: stop from here.
+        # The calling thread is given WATCH_GRACE_S to notice the failure itself (a collective that raises),
+        # so that a caller running several runs (a sweep) can report this one and go on.
         while not self._stopping:
             message = self.failure()
-            if message is not None and not self._stopping:
-                print(message, file=sys.stderr, flush=True)
-                self.stop()
-                os._exit(1)
+            if message is not None:
+                deadline = time.time() + WATCH_GRACE_S
+                while not self._stopping and time.time() < deadline:
+                    time.sleep(0.1)
+                if not self._stopping:
+                    print(f"mcit-bench: error: {message}", file=sys.stderr, flush=True)
+                    self.stop()
+                    os._exit(1)
+                return
             time.sleep(0.2)
 
     def stop(self) -> None:
@@ -145,12 +166,34 @@ class Launcher:
         for child in self.children:
             if child.poll() is None:
                 child.kill()
+        self._forget_config()
 
     def wait(self) -> int:
         """Wait for the workers after rank 0 finished its share; the first non-zero exit code, else 0."""
         codes = [child.wait() for child in self.children]
         self._stopping = True
+        self._forget_config()
         return next((c for c in codes if c != 0), 0)
+
+    def _forget_config(self) -> None:
+        if self._config_file is not None:
+            try:
+                os.unlink(self._config_file)
+            except OSError:
+                pass
+            self._config_file = None
+
+
+WATCH_GRACE_S = 10.0
+
+
+def launch(ranks: Ranks, config: "RunConfig", resume_hint: str) -> Launcher:
+    """Start this node's worker ranks (1..devices-1) of the run ``config`` (a ``RunConfig``) and return their
+    launcher; the calling process is rank 0 (``ranks.launcher``). The workers read the configuration from a
+    file, never from a rebuilt command line."""
+    launcher = Launcher(ranks, _devices_count(config.devices), config.to_dict(), resume_hint)
+    launcher.start()
+    return launcher
 
 
 def _watch_parent() -> None:

@@ -8,11 +8,10 @@ disk, the command that resumes) and exits 128 + the signal: 130 for SIGINT, 143 
 from __future__ import annotations
 
 import contextlib
-import shlex
 import signal
 import threading
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 from .errors import RunError
 
@@ -88,8 +87,9 @@ def ignore_in_worker() -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
-def explain(exc: Interrupted, run_dir: Path, argv: Sequence[str]) -> Interrupted:
-    """The one line: what was interrupted, what is safe on disk, the exact command that resumes."""
+def explain(exc: Interrupted, run_dir: Path, command: str) -> Interrupted:
+    """The one line: what was interrupted, what is safe on disk, the exact command that resumes (``command``,
+    e.g. ``mcit-bench run ... --resume``: see ``api.run``)."""
     from .integrity import read_sealed_json
 
     try:
@@ -100,6 +100,5 @@ def explain(exc: Interrupted, run_dir: Path, argv: Sequence[str]) -> Interrupted
             + f", {cells} cells evaluated"
     except Exception:  # nothing written yet (or not readable): nothing to reuse
         safe = "nothing to reuse yet"
-    command = "mcit-bench " + shlex.join([*argv, *([] if "--resume" in argv else ["--resume"])])
     return Interrupted(exc.signum, f"interrupted by {signal.Signals(exc.signum).name} while {_doing}; safe on disk "
                                    f"in {run_dir}: {safe}; resume with: {command}")

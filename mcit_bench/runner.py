@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,11 +36,14 @@ from .registry import get_method, method_defaults
 STATE_FILE = "state.json"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """Everything validated before any expensive work: a run that starts cannot fail on bad input."""
+    """Everything validated before any expensive work: a run that starts cannot fail on bad input.
 
-    config: RunConfig
+    Frozen: the hyper-parameters are resolved once, here (``config.hparams`` is ``hparams``); the runner, the
+    sweep and tuning read them from the plan and never resolve again."""
+
+    config: RunConfig  # a copy of the caller's configuration, with ``hparams`` filled in
     method_cls: type
     hparams: dict[str, Any]
     benchmark: Benchmark
@@ -50,6 +53,28 @@ class Plan:
     preset_values: dict[str, Any] | None = None  # what the preset set (the tuned values for --preset tuned)
     tuned: dict[str, Any] | None = None  # --preset tuned: {"file", "values", "provenance"}
     resume: Any = None  # resume.ResumeInfo of an existing run folder (None: a new run)
+
+
+@dataclass(frozen=True)
+class ResolvedHparams:
+    """A configuration's hyper-parameters: defaults < preset (or the tuned values) < ``--set``, checked."""
+
+    method_cls: type
+    values: dict[str, Any]
+    preset_values: dict[str, Any]  # what the preset set (for ``tuned``: the tuned values)
+    tuned: dict[str, Any] | None  # --preset tuned: {"file", "values", "provenance"}
+
+
+def resolve_run_hparams(cfg: RunConfig) -> ResolvedHparams:
+    """The one place a run's hyper-parameters are resolved (``plan_run``, and ``plan_tune`` for its budget)."""
+    method_cls = get_method(cfg.method)
+    defaults = method_defaults(method_cls)
+    tuned = _tuned_preset(cfg, method_cls, defaults) if cfg.preset == "tuned" else None
+    preset_values = tuned["values"] if tuned is not None else None
+    hparams = resolve_hparams(defaults, cfg.preset, cfg.overrides, method_cls.name, preset_values)
+    method_cls.check_hparams(hparams)
+    return ResolvedHparams(method_cls, hparams, dict(PRESETS[cfg.preset] if preset_values is None else preset_values),
+                           tuned)
 
 
 def default_run_dir(root: Path, benchmark: str, method: str, order: str, seed: int) -> Path:
@@ -64,12 +89,8 @@ def plan_run(cfg: RunConfig, check_existing: bool = True) -> Plan:
     ``check_existing=False``: skip the run-folder checks (a worker rank of a run that rank 0 planned)."""
     from .backbones import check_backbone
 
-    method_cls = get_method(cfg.method)
-    defaults = method_defaults(method_cls)
-    tuned = _tuned_preset(cfg, method_cls, defaults) if cfg.preset == "tuned" else None
-    preset_values = tuned["values"] if tuned is not None else None
-    hparams = resolve_hparams(defaults, cfg.preset, cfg.overrides, method_cls.name, preset_values)
-    method_cls.check_hparams(hparams)
+    resolved = resolve_run_hparams(cfg)
+    method_cls, hparams = resolved.method_cls, resolved.values
     if cfg.eval_mode not in ("full", "lower"):
         raise UserError(f"--eval {cfg.eval_mode!r}: expected 'full' or 'lower'")
     if cfg.data_stream not in STREAMS:
@@ -91,7 +112,7 @@ def plan_run(cfg: RunConfig, check_existing: bool = True) -> Plan:
         get_template(str(hparams["template"]))
     run_dir = Path(cfg.output) if cfg.output else \
         default_run_dir(Path("results") / "runs", benchmark.name, method_cls.name, cfg.order, cfg.seed)
-    cfg.hparams = hparams
+    cfg = replace(cfg, hparams=hparams)  # the caller's configuration is left as it was given
     state_path = run_dir / STATE_FILE
     if check_existing and state_path.exists():
         if not cfg.resume:
@@ -111,8 +132,7 @@ def plan_run(cfg: RunConfig, check_existing: bool = True) -> Plan:
             _refuse_stateless_results(run_dir, cfg.resume)
         resume = None
     return Plan(cfg, method_cls, hparams, benchmark, order, cfg.backbone, run_dir,
-                preset_values=dict(PRESETS[cfg.preset] if preset_values is None else preset_values), tuned=tuned,
-                resume=resume)
+                preset_values=resolved.preset_values, tuned=resolved.tuned, resume=resume)
 
 
 RESULT_FILES = ("checkpoints", "predictions", "accuracy.csv", "summary.json")
@@ -239,8 +259,9 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
         elif plan.resume is not None and plan.resume.new_change:  # --resume --set lr=...: from the next stage on
             from .resume import record_change
 
-            plan.resume.changes = record_change(run_dir, plan.resume.new_change)
-            plan.resume.new_change = None
+            # the plan stays as planned: this run goes on with a plan whose change is recorded
+            plan = replace(plan, resume=replace(plan.resume, changes=record_change(run_dir, plan.resume.new_change),
+                                                new_change=None))
     state = RunState(run_dir / STATE_FILE, writer=writer)
     if writer and not (run_dir / STATE_FILE).exists():
         state.save()  # before any result file: a folder with results always has the state that explains them

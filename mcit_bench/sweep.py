@@ -1,6 +1,6 @@
-"""``mcit-bench sweep``: every (method, order, seed) combination through the runner.
+"""``mcit-bench sweep``: every (method, order, seed) combination through ``mcit_bench.run``.
 
-Design (in-process: ``plan_run`` + ``execute`` for each combination, no subprocess):
+Design (one library call per combination, in this process; no command line is rebuilt):
 
 - everything is validated first: method names, orders, seeds, ``--set`` keys, and every
   combination's ``plan_run`` (an existing run folder whose config.yaml disagrees is an error), so a
@@ -8,11 +8,15 @@ Design (in-process: ``plan_run`` + ``execute`` for each combination, no subproce
 - a run is *complete* when its ``state.json`` (or ``summary.json``) says ``complete: true``: it is
   skipped and never rerun; a run folder without that flag is resumed (``resume=True``: finished
   stages and evaluated cells are kept); a missing folder is a new run;
-- each run holds its folder's lock (``run_lock.py``): a folder another live job writes is skipped
-  ("busy", exit code 1), so sweeps sharing a root split the work instead of writing the same folder;
-- an ``Exception`` in one run is reported (traceback in ``<run folder>/error.log``) and the sweep
-  goes on with the next; ``KeyboardInterrupt`` / ``SystemExit`` (Ctrl-C, preemption, the runner's
-  ``MCIT_BENCH_STOP_AFTER_STAGE``) stop the sweep, and rerunning the same command resumes it.
+- each combination is one ``mcit_bench.run(config)`` (``api.py``): it plans again (another job may have
+  moved the folder on since), holds the folder's lock (``run_lock.py``) and, with ``--devices N`` (and
+  ``--num-nodes``), runs on N processes, this one being rank 0 and the others started by
+  ``distributed.launch`` from the configuration; a folder another live job writes is skipped ("busy",
+  exit code 1), so sweeps sharing a root split the work instead of writing the same folder;
+- an ``Exception`` in one run (a dead rank included) is reported (traceback in ``<run folder>/error.log``)
+  and the sweep goes on with the next; SIGINT / SIGTERM stop the current run at its next safe point and
+  the sweep (exit code 130 / 143), and ``KeyboardInterrupt`` / ``SystemExit`` (the runner's
+  ``MCIT_BENCH_STOP_AFTER_STAGE``) stop it too; rerunning the same command resumes it.
 
 ``--set KEY=VALUE`` applies to every selected method whose hyper-parameters have ``KEY`` (training
 budget keys such as ``steps_per_task`` apply to all); a key no selected method knows is an error.
@@ -52,7 +56,7 @@ class SweepItem:
     run_dir: Path
     status: str  # "complete" | "resume" | "new"
     detail: str
-    plan: Any  # runner.Plan
+    plan: Any  # runner.Plan: the checks passed when the sweep was planned; mcit_bench.run gets its config
 
 
 @dataclass
@@ -193,8 +197,9 @@ def _label(item: SweepItem) -> str:
 def run_sweep(items: list[SweepItem], progress: bool = False,
               echo: Callable[[str], None] = print) -> SweepResult:
     """Run the planned items in turn; skips complete ones, resumes partial ones, survives failures."""
-    from .run_lock import FolderLocked, lock_unless_secondary
-    from .runner import execute
+    from .api import run
+    from .interrupt import Interrupted
+    from .run_lock import FolderLocked
 
     result = SweepResult()
     started = time.time()
@@ -210,14 +215,12 @@ def run_sweep(items: list[SweepItem], progress: bool = False,
             echo(f"{head}: {detail} -> {item.run_dir}")
             run_started = time.time()
             try:
-                if _processes(item.plan.config) > 1:  # its own launch; that `mcit-bench run` takes the lock
-                    summary = _launch(item.plan, progress)
-                else:
-                    with lock_unless_secondary(item.run_dir, "sweep"):  # another job may be writing this folder
-                        summary = execute(item.plan, progress=progress)
+                summary = run(item.plan.config, progress=progress, lock_what="sweep").summary
             except FolderLocked as exc:  # not a failure of the run: sweeps sharing a root split the work
                 echo(f"{head}: skipped: {exc}")
                 result.busy.append(item)
+            except Interrupted:  # a signal: the sweep stops (below), the run resumes when it is rerun
+                raise
             except Exception as exc:  # noqa: BLE001 - one failing run must not end the sweep
                 log = item.run_dir / ERROR_LOG
                 _write_error(log, traceback.format_exc())
@@ -235,41 +238,6 @@ def run_sweep(items: list[SweepItem], progress: bool = False,
              "(finished runs are skipped, the interrupted one continues from its last completed task)")
         raise
     return result
-
-
-def _processes(cfg: Any) -> int:
-    from .distributed import _devices_count
-
-    return _devices_count(cfg.devices) * int(cfg.num_nodes)
-
-
-def _launch(plan: Any, progress: bool) -> dict[str, Any]:
-    """A run on several processes gets its own launch: ``mcit-bench run ... --resume`` as a user types it
-    (--devices / --num-nodes / --strategy / --precision passed through)."""
-    import json
-    import subprocess
-    import sys
-
-    cfg = plan.config
-    cmd = [sys.executable, "-m", "mcit_bench.cli", "run", "--method", cfg.method, "--order", str(cfg.order),
-           "--benchmark", cfg.benchmark, "--backbone", cfg.backbone, "--seed", str(cfg.seed), "--preset", cfg.preset,
-           "--output", str(plan.run_dir), "--resume", "--eval", cfg.eval_mode, "--accelerator", cfg.accelerator,
-           "--devices", str(cfg.devices), "--num-nodes", str(cfg.num_nodes), "--strategy", cfg.strategy,
-           "--precision", cfg.precision, "--logger", cfg.logger]
-    for flag, value in (("--data-root", cfg.data_root), ("--image-root", cfg.image_root), ("--tuned", cfg.tuned_file)):
-        if value:
-            cmd += [flag, str(value)]
-    for task, variant in cfg.scorer_variants.items():
-        cmd += ["--scorer-variant", f"{task}={variant}"]
-    for key, value in cfg.overrides.items():
-        cmd += ["--set", f"{key}={json.dumps(value)}"]  # JSON scalars and lists read back as YAML
-    if not progress:
-        cmd.append("--quiet")
-    done = subprocess.run(cmd, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise RuntimeError(lines[-1] if lines else f"mcit-bench run exited with code {done.returncode}")
-    return json.loads((plan.run_dir / "summary.json").read_text())
 
 
 def _write_error(path: Path, text: str) -> None:

@@ -111,19 +111,22 @@ def objective_of(method_cls: type) -> str:
 
 
 def _trial_config(plan_: TunePlan, run_dir: Path, values: dict[str, Any]) -> Any:
+    return _config(plan_.spec, plan_.method, run_dir, {**plan_.budget, **plan_.spec.overrides, **values})
+
+
+def _config(s: TuneSpec, method: str, run_dir: Path, overrides: dict[str, Any]) -> Any:
     from .config import RunConfig
 
-    s = plan_.spec
-    return RunConfig(method=plan_.method, order=s.order, benchmark=s.benchmark, backbone=s.backbone, seed=s.seed,
-                     preset=s.preset, output=str(run_dir), resume=True, data_stream="tuning",
-                     overrides={**plan_.budget, **s.overrides, **values}, **s.run_options)
+    return RunConfig(method=method, order=s.order, benchmark=s.benchmark, backbone=s.backbone, seed=s.seed,
+                     preset=s.preset, output=str(run_dir), resume=True, data_stream="tuning", overrides=overrides,
+                     **s.run_options)
 
 
 def plan_tune(spec: TuneSpec) -> TunePlan:
     """Validate everything (method, search space, budget, benchmark, order, backbone); writes nothing."""
-    from .config import PRESETS, TRAIN_DEFAULTS, resolve_hparams
+    from .config import PRESETS, TRAIN_DEFAULTS
     from .registry import get_method, method_defaults
-    from .runner import plan_run
+    from .runner import plan_run, resolve_run_hparams
     from .search_space import search_space
 
     cls = get_method(spec.method)
@@ -145,14 +148,16 @@ def plan_tune(spec: TuneSpec) -> TunePlan:
     clash = sorted(set(spec.overrides) & set(space))
     if clash:
         raise UserError(f"--set {', '.join(clash)}: tuned by the search space of {cls.name!r}; not settable here")
-    base = resolve_hparams(defaults, spec.preset, {}, cls.name)
-    budget = budget_overrides(spec.budget, base)
     root = Path(spec.root)
+    probe_dir = root / spec.benchmark / cls.name / "probe"
+    # the base preset's values, resolved as every run resolves them (runner.resolve_run_hparams): no --set
+    base = resolve_run_hparams(_config(spec, cls.name, probe_dir, {})).values
+    budget = budget_overrides(spec.budget, base)
     # a probe plan with the method's defaults: benchmark, order, backbone and --set keys are checked now
     probe = TunePlan(spec, cls.name, space, budget, {}, objective_of(cls), stream_description(spec.benchmark),
                      root / spec.benchmark / f"{cls.name}.db", f"{spec.benchmark}/{cls.name}", {})
-    checked = plan_run(_trial_config(probe, root / spec.benchmark / cls.name / "probe", {}))
-    probe.resolved_budget = {k: checked.hparams.get(k) for k in BUDGET_KEYS_SHOWN}
+    checked = plan_run(_trial_config(probe, probe_dir, {}))
+    probe.resolved_budget = {k: checked.hparams.get(k) for k in BUDGET_KEYS_SHOWN}  # the plan's, as a trial runs
     probe.protocol = {"benchmark": spec.benchmark, "method": cls.name, "order": spec.order, "seed": spec.seed,
                       "backbone": spec.backbone, "preset": spec.preset, "budget": spec.budget,
                       "resolved_budget": probe.resolved_budget, "overrides": dict(sorted(spec.overrides.items())),
@@ -213,12 +218,17 @@ def requeue_interrupted(study: Any, echo: Callable[[str], None]) -> int:
     return len(stale)
 
 
-def run_tune(plan_: TunePlan, echo: Callable[[str], None] = print, progress: bool = False) -> TuneResult:
-    """Run trials until the study holds ``trials`` finished (complete or pruned) ones; then write the results."""
+def run_tune(plan_: TunePlan, echo: Callable[[str], None] = print, progress: bool = False,
+             command: list[str] | None = None) -> TuneResult:
+    """Run trials until the study holds ``trials`` finished (complete or pruned) ones; then write the results.
+
+    Each trial is one ``mcit_bench.run`` (its folder locked, on ``--devices`` processes if asked); ``command``
+    (the ``mcit-bench tune`` arguments) is what an interrupted trial says to rerun."""
     optuna = require_optuna()
     from optuna.trial import TrialState
 
-    from .runner import execute, plan_run
+    from .api import run
+    from .interrupt import Interrupted
     from .sweep import _release_memory
 
     spec = plan_.spec
@@ -235,11 +245,14 @@ def run_tune(plan_: TunePlan, echo: Callable[[str], None] = print, progress: boo
         started = time.time()
         _release_memory()  # the previous trial's model and optimiser
         try:
-            run_plan = plan_run(_trial_config(plan_, run_dir, values))
-            summary = execute(run_plan, progress=progress, on_stage=_reporter(trial, plan_.objective, started, optuna))
+            summary = run(_trial_config(plan_, run_dir, values), progress=progress, command=command,
+                          command_resumes=command is not None, lock_what="tune",
+                          on_stage=_reporter(trial, plan_.objective, started, optuna)).summary
             value = summary.get(plan_.objective)
             if value is None:
                 raise RuntimeError(f"the run's {plan_.objective} is unavailable")
+        except Interrupted:  # SIGINT / SIGTERM: the trial stays running in the study and is retried on resume
+            raise
         except optuna.TrialPruned as exc:
             trial.set_user_attr("seconds", round(time.time() - started, 3))
             study.tell(trial, state=TrialState.PRUNED)

@@ -79,6 +79,7 @@ SLOW = {
     "test_distributed.py::test_sweep_passes_the_process_flags_through",
     "test_distributed.py::test_two_rank_gradient_equals_the_one_process_gradient",
     "test_distributed.py::test_two_ranks_give_the_single_process_predictions_and_metrics",
+    "test_distributed.py::test_two_rank_sweep_item_runs_through_the_library_and_equals_the_two_rank_run",
     "test_faults.py::test_checkpoint_carrying_a_pickle_is_refused_and_never_run",
     "test_faults.py::test_damaged_state_or_checkpoint_is_refused_by_name",
     "test_faults.py::test_divergence_stops_the_run_and_resume_with_a_smaller_lr_continues",

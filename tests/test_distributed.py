@@ -316,3 +316,22 @@ def test_sweep_passes_the_process_flags_through(tmp_path: Path, tiny_backbone: P
     assert "devices: 2" in config and "strategy: ddp" in config and "num_nodes: 1" in config
     summary = json.loads(next((tmp_path / "runs").rglob("summary.json")).read_text())
     assert summary["complete"] is True
+
+
+def test_two_rank_sweep_item_runs_through_the_library_and_equals_the_two_rank_run(pairs: Pairs, tmp_path: Path) -> None:
+    """A sweep item on two processes is one ``mcit_bench.run`` in the sweep's own process (rank 0; rank 1 is
+    a ``mcit_bench.worker`` started from the configuration): its matrix and predictions are the two-rank
+    ``mcit-bench run``'s, and the sweep's process gets its environment and threads back."""
+    double = pairs("lora-ft")[1]
+    assert_learned(double)
+    threads, env = torch.get_num_threads(), dict(os.environ)
+    root = tmp_path / "runs"
+    assert main(["sweep", "--methods", "lora-ft", "--orders", str(pairs.order), "--backbone", BACKBONE, "--preset",
+                 "quick", "--root", str(root), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+                 "--logger", "none", *EXTRA]) == 0
+    run = root / "synthetic" / "lora-ft" / "order-order-seed0"
+    assert json.loads((run / "state.json").read_text())["complete"] is True
+    assert (run / "accuracy.csv").read_text() == (double / "accuracy.csv").read_text()
+    assert _predictions(run) == _predictions(double)
+    assert torch.get_num_threads() == threads and dict(os.environ) == env and not torch.distributed.is_initialized()
+    assert not (run / "run.lock").exists()
