@@ -13,7 +13,7 @@ import datasets
 import torch
 
 from mcit_bench.registry import register_method
-from methods.lora_ft import LoRAFineTune
+from mcit_bench.methods.lora_ft import LoRAFineTune
 
 
 @register_method("replay-example")

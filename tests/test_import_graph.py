@@ -6,15 +6,17 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("mcit_bench", "methods", "benchmarks")
+# folder -> the package it is installed as (pyproject.toml's package-dir)
+PACKAGES = {"mcit_bench": "mcit_bench", "methods": "mcit_bench.methods", "benchmarks": "mcit_bench.benchmarks"}
 
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            parts = path.relative_to(ROOT).with_suffix("").parts
-            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    for folder, package in PACKAGES.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            name = ".".join([package, *(parts[:-1] if parts[-1] == "__init__" else parts)])
+            out[name] = path
     return out
 
 
@@ -36,7 +38,8 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         for target in targets:
             while target and target not in modules:  # `import a.b.c` of a module: the deepest one that exists
                 target = target.rpartition(".")[0]
-            if target and target != name:
+            # a module's own parent packages are initialised before it runs: importing them adds no edge
+            if target and target != name and not name.startswith(target + "."):
                 found.add(target)
     return found
 
