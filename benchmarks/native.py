@@ -360,7 +360,7 @@ def make_benchmark(data: NativeData, train_size: int | None, test_size: int | No
 # --------------------------------------------------------------------------------------- canonical format
 def write_canonical(data: NativeData, out: Path, data_root: Path, template: str) -> Path:
     """Write ``benchmark.json`` and ``tasks/<task>/{task.json,train.jsonl,test.jsonl}`` (atomically per file)."""
-    from mcit_bench.atomic import atomic_write_bytes, atomic_write_json
+    from mcit_bench.rundir.atomic import atomic_write_bytes, atomic_write_json
 
     sources = []
     for task, paths in data.sources.items():

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # only for the annotations: importing the runner pulls in num
 
     from .config import RunConfig
     from .distributed import Ranks
-    from .runner import Plan
+    from .engine.runner import Plan
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,9 @@ def run(config: "RunConfig", progress: bool = True, *, command: Sequence[str] | 
 
 def _run_one(config: "RunConfig", progress: bool, hints: _Hints, on_plan: Callable[["Plan", int], None] | None,
              on_stage: Callable[[int, dict[str, Any]], None] | None, lock_what: str) -> RunResult:
-    from . import runner
-    from .interrupt import Interrupted, deferred, explain
-    from .run_lock import lock_unless_secondary
+    from .engine import runner
+    from .engine.interrupt import Interrupted, deferred, explain
+    from .rundir.run_lock import lock_unless_secondary
 
     plan = runner.plan_run(config)  # every check that can fail on bad input happens here, before any write
     if on_plan is not None:
@@ -97,9 +97,10 @@ def _run_ranks(config: "RunConfig", ranks: "Ranks", progress: bool, hints: _Hint
 
     import torch
 
-    from . import distributed, runner
-    from .interrupt import Interrupted, deferred, explain, ignore_in_worker
-    from .run_lock import lock_unless_secondary
+    from . import distributed
+    from .engine import runner
+    from .engine.interrupt import Interrupted, deferred, explain, ignore_in_worker
+    from .rundir.run_lock import lock_unless_secondary
 
     if ranks.worker:
         ignore_in_worker()  # rank 0 stops on the signal and then stops this process

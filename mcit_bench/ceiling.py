@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_json, atomic_write_text
+from .rundir.atomic import atomic_write_json, atomic_write_text
 from .config import RunConfig
 from .errors import UserError
 
@@ -31,7 +31,7 @@ def ceiling_dir(root: str | Path, benchmark: str, method: str, seed: int) -> Pat
 
 def plan_ceiling(cfg: RunConfig, tasks: list[str] | None = None, root: str | Path = "results/runs") -> tuple[list, Path]:
     """One validated run plan per task (every check that can fail on bad input happens here)."""
-    from .runner import STATE_FILE, plan_run
+    from .engine.runner import STATE_FILE, plan_run
 
     probe = plan_run(replace(cfg, output=None, resume=False, order="1" if cfg.order is None else cfg.order))
     names = list(tasks) if tasks else list(probe.benchmark.task_names)
@@ -53,7 +53,7 @@ def run_ceiling(plans: list, folder: Path, progress: bool = True, command: list[
     Each task is one ``mcit_bench.run`` of its planned configuration; ``command`` (the ``mcit-bench ceiling``
     arguments, which continue by themselves) is what an interrupted ceiling says to rerun."""
     from .api import run
-    from .runner import RunState, STATE_FILE
+    from .engine.runner import RunState, STATE_FILE
 
     scores: dict[str, float] = {}
     zero_shot: dict[str, float] = {}

@@ -247,7 +247,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import time
 
     from .config import parse_set
-    from .interrupt import Interrupted
+    from .engine.interrupt import Interrupted
     from .sweep import SweepSpec, describe_plan, plan_sweep, run_sweep
 
     options = dict(_run_fields(args), eval_mode=args.eval_mode)
@@ -276,8 +276,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .config import parse_set
 
     if args.report:
-        from .tuning import require_optuna
-        from .tuning_report import write_report
+        from .tuning.study import require_optuna
+        from .tuning.report import write_report
 
         require_optuna()
         print(f"tuning report: {write_report(args.root)}")
@@ -289,8 +289,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     options = _run_fields(args)
     for key in ("benchmark", "backbone", "preset", "tuned_file"):  # TuneSpec fields of their own
         options.pop(key)
-    from .interrupt import Interrupted
-    from .tuning import TuneSpec, plan_tune, require_optuna, run_tune
+    from .engine.interrupt import Interrupted
+    from .tuning.study import TuneSpec, plan_tune, require_optuna, run_tune
 
     require_optuna()
     spec = TuneSpec(method=args.method, benchmark=args.benchmark, trials=args.trials, budget=args.budget,
@@ -348,7 +348,7 @@ def _cap_line(cap: int, source: str = "eval_max_new_tokens") -> str:
 
 def _too_small_note(zero: dict[str, Any]) -> str:
     """Why 'above chance' cannot be shown on some tasks: too few test records for the shift test."""
-    from .evaluation import ALPHA, SHUFFLE_SHIFTS
+    from .engine.evaluation import ALPHA, SHUFFLE_SHIFTS
 
     small = {name: z.get("shifts") or 0 for name, z in zero.items() if z.get("judgeable") is False}
     if not small:
@@ -452,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # named by the hint that resumes an interrupted run
-    from .interrupt import Interrupted
+    from .engine.interrupt import Interrupted
 
     try:
         commands = {"run": cmd_run, "ceiling": cmd_ceiling, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard,

@@ -52,7 +52,7 @@ def _atomic_csv_logger() -> type:
     from lightning.pytorch.loggers.csv_logs import ExperimentWriter
     from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-    from .atomic import atomic_write_text
+    from .rundir.atomic import atomic_write_text
 
     class AtomicWriter(ExperimentWriter):
         def __init__(self, log_dir: str) -> None:

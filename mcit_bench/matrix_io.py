@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .atomic import atomic_write_text
+from .rundir.atomic import atomic_write_text
 from .errors import UserError
 from .metrics import validate_matrix
 

@@ -58,7 +58,7 @@ def _save(fig: Any, path: Path) -> None:
     """PNG through a temporary file: a reader never sees half a figure."""
     import io
 
-    from .atomic import atomic_write_bytes
+    from .rundir.atomic import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

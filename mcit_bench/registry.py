@@ -83,7 +83,7 @@ def method_defaults(cls: type) -> dict[str, Any]:
     The YAML's ``search_space`` section is the method's tuning range (``search_space.py``), never a
     hyper-parameter.
     """
-    from .search_space import SECTION, read_method_yaml, yaml_path
+    from .tuning.search_space import SECTION, read_method_yaml, yaml_path
 
     merged = dict(getattr(cls, "defaults", {}) or {})
     path = yaml_path(cls)

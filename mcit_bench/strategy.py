@@ -1,6 +1,6 @@
 """The Strategy interface: one continual-instruction-tuning method = one subclass in one file.
 
-Lifecycle, driven by the runner (``mcit_bench.runner``) for a task order of T tasks::
+Lifecycle, driven by the runner (``mcit_bench.engine.runner``) for a task order of T tasks::
 
     setup(tasks, context)                 # once; sees the whole sequence (e.g. Fwd-Prompt's U_pre)
     for t, task in enumerate(tasks):

@@ -138,7 +138,7 @@ def split_overrides(methods: list[str], overrides: dict[str, Any], preset: str) 
 
 def run_status(run_dir: Path) -> tuple[str, str]:
     """("complete" | "resume" | "new", human detail) of a run folder, from state.json / summary.json."""
-    from .runner import STATE_FILE
+    from .engine.runner import STATE_FILE
 
     state_path, summary_path = run_dir / STATE_FILE, run_dir / "summary.json"
     state = _read_json(state_path)
@@ -166,7 +166,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def plan_sweep(spec: SweepSpec) -> list[SweepItem]:
     """Validate everything and plan every combination; writes nothing."""
     from .config import RunConfig
-    from .runner import default_run_dir, plan_run
+    from .engine.runner import default_run_dir, plan_run
 
     methods = select_methods(spec.methods)
     options = dict(spec.run_options)
@@ -198,8 +198,8 @@ def run_sweep(items: list[SweepItem], progress: bool = False,
               echo: Callable[[str], None] = print) -> SweepResult:
     """Run the planned items in turn; skips complete ones, resumes partial ones, survives failures."""
     from .api import run
-    from .interrupt import Interrupted
-    from .run_lock import FolderLocked
+    from .engine.interrupt import Interrupted
+    from .rundir.run_lock import FolderLocked
 
     result = SweepResult()
     started = time.time()
@@ -241,7 +241,7 @@ def run_sweep(items: list[SweepItem], progress: bool = False,
 
 
 def _write_error(path: Path, text: str) -> None:
-    from .atomic import atomic_write_text
+    from .rundir.atomic import atomic_write_text
 
     try:
         atomic_write_text(path, text)

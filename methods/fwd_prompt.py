@@ -87,7 +87,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mcit_bench import subspace
+from . import fwd_prompt_subspace as subspace
 from mcit_bench.backbones.llava import SIDECAR
 from mcit_bench.collate import insert_after_bos, to_device
 from mcit_bench.errors import UserError
@@ -572,7 +572,7 @@ class FwdPrompt(Strategy):
         run_dir = getattr(self.context, "run_dir", None)
         if run_dir is None:
             return
-        from mcit_bench.atomic import atomic_write_json
+        from mcit_bench.rundir.atomic import atomic_write_json
 
         atomic_write_json(Path(run_dir) / ANALYSIS_FILE, self.analysis())
 

@@ -251,7 +251,7 @@ class ModalPrompt(Strategy):
 
     def _save_selection(self) -> None:
         if self.run_dir is not None and self._selection:
-            from mcit_bench.atomic import atomic_write_json
+            from mcit_bench.rundir.atomic import atomic_write_json
 
             atomic_write_json(self.run_dir / SELECTION_FILE, self._selection)
 

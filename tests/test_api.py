@@ -22,7 +22,7 @@ def _parse(command: str, *extra: str):
 
 
 def test_plan_run_leaves_the_callers_config_unchanged(tmp_path: Path) -> None:
-    from mcit_bench.runner import plan_run
+    from mcit_bench.engine.runner import plan_run
 
     cfg = RunConfig(method="lora-ft", preset="quick", backbone=BACKBONE, overrides={"lr": 1e-4},
                     output=str(tmp_path / "run"))

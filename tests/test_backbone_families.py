@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mcit_bench.backbones.llava import Backbone
-from mcit_bench.checkpoints import load_checkpoint
+from mcit_bench.rundir.checkpoints import load_checkpoint
 from mcit_bench.cli import main
 from mcit_bench.collate import Collator
 from mcit_bench.errors import UserError

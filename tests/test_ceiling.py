@@ -56,7 +56,7 @@ def test_unknown_task_is_a_one_line_error(tmp_path: Path, capsys) -> None:
 def test_a_tuned_ceiling_feeds_the_tuned_runs_row(tmp_path: Path, tiny_backbone: Path, capsys) -> None:
     """The leaderboard's ceiling must come from the same hyper-parameters as the row: with --preset tuned, the
     tuned values; a default-preset ceiling beside it must not be matched."""
-    from mcit_bench.tuned import write_tuned
+    from mcit_bench.tuning.tuned import write_tuned
 
     tuned = tmp_path / "tuned.yaml"
     write_tuned(tuned, "synthetic", "lora-ft", {"lr": 0.004, "lora_r": 8}, {"trials": 3})

@@ -148,7 +148,7 @@ def test_scienceqa_counts_every_test_problem_absent_ones_as_failed(coin: Path) -
 def test_quick_preset_caps_new_tokens_and_default_keeps_the_native_budgets() -> None:
     from mcit_bench.benchmarks.coin import TASKS
     from mcit_bench.config import resolve_hparams
-    from mcit_bench.evaluation import decoding_budget
+    from mcit_bench.engine.evaluation import decoding_budget
 
     quick = resolve_hparams({}, "quick", {}, "lora-ft")["eval_max_new_tokens"]
     default = resolve_hparams({}, "default", {}, "lora-ft")["eval_max_new_tokens"]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from mcit_bench.cli import _format_summary
-from mcit_bench.progress import RunProgress
+from mcit_bench.engine.progress import RunProgress
 
 from conftest import BACKBONE
 

@@ -190,7 +190,7 @@ def _build(method: str, **overrides):
     from mcit_bench.backbones import load_backbone
     from mcit_bench.collate import Collator
     from mcit_bench.config import RunConfig
-    from mcit_bench.runner import plan_run
+    from mcit_bench.engine.runner import plan_run
     from mcit_bench.seeding import seed_everything
     from mcit_bench.strategy import RunContext
 
@@ -209,7 +209,7 @@ def _build(method: str, **overrides):
 def _gradients(normalise: bool) -> dict[str, torch.Tensor]:
     """Gradient of one lora-ft step on the first 8 training records, as DDP forms it (sum / world)."""
     from mcit_bench import distributed
-    from mcit_bench.lightning_module import rank_normalised
+    from mcit_bench.engine.lightning_module import rank_normalised
 
     strategy, plan, tasks, collate = _build("lora-ft")
     data = plan.benchmark.train_split(tasks[0].name)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcit_bench.divergence import Diverged, check_losses
+from mcit_bench.engine.divergence import Diverged, check_losses
 
 
 def test_a_non_finite_loss_names_where_and_how_to_continue():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mcit_bench.cli import main
-from mcit_bench.integrity import read_sealed_json, write_sealed_json
+from mcit_bench.rundir.integrity import read_sealed_json, write_sealed_json
 
 from conftest import BACKBONE, assert_every_file_parses
 
@@ -151,7 +151,7 @@ def test_resume_refuses_changes_that_make_another_experiment(tmp_path: Path, par
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from mcit_bench.run_lock import RunLock
+from mcit_bench.rundir.run_lock import RunLock
 RunLock(Path(sys.argv[1])).acquire()
 print("locked", flush=True)
 time.sleep(600)
@@ -266,7 +266,7 @@ def test_backbone_folder_with_only_pickle_weights_is_refused(tmp_path: Path, tin
 
 
 def test_lock_record_tells_a_reused_pid_from_its_owner(tmp_path: Path) -> None:
-    from mcit_bench.run_lock import RunLock, holder_alive
+    from mcit_bench.rundir.run_lock import RunLock, holder_alive
 
     with RunLock(tmp_path):
         info = json.loads((tmp_path / "run.lock").read_text())

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mcit_bench import subspace
-from mcit_bench.checkpoints import load_checkpoint
+from mcit_bench.methods import fwd_prompt_subspace as subspace
+from mcit_bench.rundir.checkpoints import load_checkpoint
 from mcit_bench.cli import main
 from mcit_bench.config import resolve_hparams
 from mcit_bench.errors import UserError
@@ -200,7 +200,7 @@ def test_projection_holds_through_the_lightning_loop(backbone, data) -> None:
     from torch.utils.data import DataLoader
 
     from mcit_bench.collate import Collator
-    from mcit_bench.lightning_module import ContinualModule
+    from mcit_bench.engine.lightning_module import ContinualModule
 
     strategy = _strategy(backbone)
     U, P = _random_spaces(backbone.hidden_size)

@@ -18,8 +18,8 @@ from conftest import BACKBONE, assert_every_file_parses, assert_learned
 
 CTX = multiprocessing.get_context("forkserver")
 CTX.set_forkserver_preload(["torch", "lightning", "transformers", "peft", "datasets", "mcit_bench.cli",
-                            "mcit_bench.runner", "mcit_bench.backbones", "mcit_bench.evaluation",
-                            "mcit_bench.collate", "mcit_bench.lightning_module", "mcit_bench.sweep"])
+                            "mcit_bench.engine.runner", "mcit_bench.backbones", "mcit_bench.engine.evaluation",
+                            "mcit_bench.collate", "mcit_bench.engine.lightning_module", "mcit_bench.sweep"])
 TINY = ["--preset", "quick", "--backbone", BACKBONE, "--set", "test_size=4", "--set", "train_size=8",
         "--set", "steps_per_task=3"]
 KILLS = 10
@@ -82,7 +82,7 @@ def outcome(run: Path) -> dict[str, str]:
     import torch
     import yaml
 
-    from mcit_bench.checkpoints import load_checkpoint
+    from mcit_bench.rundir.checkpoints import load_checkpoint
 
     files = {str(p.relative_to(run)): p.read_text() for p in sorted(run.rglob("*"))
              if p.suffix in (".csv", ".jsonl") and "logs" not in p.relative_to(run).parts}

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from mcit_bench.checkpoints import load_checkpoint
+from mcit_bench.rundir.checkpoints import load_checkpoint
 from mcit_bench.cli import main
 from mcit_bench.methods.many import (batch_merge, mix_projections, rls_inverse_update_gram, rls_inverse_update_x,
                                      rls_weight_update, route_weights)

@@ -179,7 +179,7 @@ def test_inference_prompt_length_is_bounded(tiny_backbone: Path, bench, transfer
 
 
 def test_checkpoint_rebuilds_grown_prompts(tmp_path: Path, tiny_backbone: Path, bench) -> None:
-    from mcit_bench.checkpoints import load_checkpoint, save_checkpoint
+    from mcit_bench.rundir.checkpoints import load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     a = make_strategy(tiny_backbone, bench)

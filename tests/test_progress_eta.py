@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import io
 
-import mcit_bench.progress as progress
-from mcit_bench.progress import RunProgress
+import mcit_bench.engine.progress as progress
+from mcit_bench.engine.progress import RunProgress
 
 
 def test_eta_stays_within_a_factor_of_1_5_of_the_time_left(monkeypatch):

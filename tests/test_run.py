@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcit_bench.checkpoints import load_checkpoint
+from mcit_bench.rundir.checkpoints import load_checkpoint
 from mcit_bench.cli import main
 from mcit_bench.matrix_io import read_matrix_csv
 

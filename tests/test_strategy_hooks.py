@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mcit_bench.cli import main
-from mcit_bench.lightning_module import ContinualModule
+from mcit_bench.engine.lightning_module import ContinualModule
 from mcit_bench.registry import get_method
 from mcit_bench.strategy import Strategy
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mcit_bench.cli import main
-from mcit_bench.lightning_module import ContinualModule, fused_adamw
+from mcit_bench.engine.lightning_module import ContinualModule, fused_adamw
 
 from conftest import quick_args
 

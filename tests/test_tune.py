@@ -10,13 +10,13 @@ import yaml
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
-import mcit_bench.runner as runner  # noqa: E402
+import mcit_bench.engine.runner as runner  # noqa: E402
 from mcit_bench.cli import main  # noqa: E402
 from mcit_bench.config import RunConfig  # noqa: E402
 from mcit_bench.errors import UserError  # noqa: E402
 from mcit_bench.registry import get_method, method_defaults  # noqa: E402
-from mcit_bench.search_space import search_space  # noqa: E402
-from mcit_bench.tuned import write_tuned  # noqa: E402
+from mcit_bench.tuning.search_space import search_space  # noqa: E402
+from mcit_bench.tuning.tuned import write_tuned  # noqa: E402
 
 from conftest import BACKBONE  # noqa: E402
 
@@ -138,7 +138,7 @@ def test_by_default_no_trial_is_pruned_after_the_first_task(tmp_path: Path, tiny
 def _space_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
     path = tmp_path / "lora_ft.yaml"
     path.write_text(text)
-    monkeypatch.setattr("mcit_bench.search_space.yaml_path", lambda cls: path)
+    monkeypatch.setattr("mcit_bench.tuning.search_space.yaml_path", lambda cls: path)
     return path
 
 
@@ -215,7 +215,7 @@ def test_tuned_preset_is_applied_and_recorded(tmp_path: Path, tiny_backbone: Pat
 
 
 def test_reduced_budget_and_objective_per_method() -> None:
-    from mcit_bench.tuning import budget_overrides, objective_of
+    from mcit_bench.tuning.study import budget_overrides, objective_of
 
     assert budget_overrides("reduced", {"steps_per_task": 550, "test_size": 100}) == {"steps_per_task": 275,
                                                                                      "test_size": 50}
@@ -231,7 +231,7 @@ def test_reduced_budget_and_objective_per_method() -> None:
 def test_best_values_at_the_edge_of_their_range_are_flagged() -> None:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from mcit_bench.tuning_report import params_at_edge, range_position
+    from mcit_bench.tuning.report import params_at_edge, range_position
 
     assert range_position(1e-3, 1e-4, 1e-2, log=True) == pytest.approx(0.5)
     assert range_position(0.25, 0.0, 1.0, log=False) == pytest.approx(0.25)

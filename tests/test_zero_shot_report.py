@@ -6,7 +6,7 @@ import random
 import pytest
 
 from mcit_bench.benchmark import TaskSpec
-from mcit_bench.evaluation import shuffled_baseline, zero_shot_report
+from mcit_bench.engine.evaluation import shuffled_baseline, zero_shot_report
 from mcit_bench.scorers import get_scorer
 
 LETTERS = "ABCD"

@@ -44,7 +44,7 @@ def predictions(run_dir: Path) -> dict[str, str]:
 def per_stage(one: Path, two: Path, pa: dict[str, str], pb: dict[str, str]) -> list[str]:
     """Where the two runs part: a logic difference shows from stage 1 on; float round-off starts near 1e-6
     and grows with every task trained on top of it."""
-    from mcit_bench.checkpoints import load_checkpoint
+    from mcit_bench.rundir.checkpoints import load_checkpoint
 
     lines = []
     stages = sorted({int(k.split("/")[0].removeprefix("stage")) for k in pa})

@@ -46,7 +46,7 @@ def build_strategy(backbone: str, run: str | None, tasks: int, overrides: dict[s
     strategy = cls(load_backbone(backbone, progress=False), hp)
     strategy.setup(specs, RunContext(bench, specs, 0))
     if run:
-        from mcit_bench.checkpoints import load_checkpoint
+        from mcit_bench.rundir.checkpoints import load_checkpoint
 
         strategy.restore(load_checkpoint(Path(run), tasks))
     else:

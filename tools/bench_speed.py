@@ -49,7 +49,7 @@ def parse_args() -> argparse.Namespace:
 
 def plan_for(args: argparse.Namespace, folder: Path) -> Any:
     from mcit_bench.config import RunConfig, parse_set
-    from mcit_bench.runner import plan_run
+    from mcit_bench.engine.runner import plan_run
 
     cfg = RunConfig(method=args.method, order=args.order, backbone=args.backbone, preset=args.preset,
                     accelerator="cpu", logger="csv", output=str(folder), precision=args.precision,
@@ -100,7 +100,7 @@ def harness_loop(plan: Any, module: Any, batches: list[dict]) -> tuple[list[floa
     import lightning as L
 
     from mcit_bench.loggers import make_logger
-    from mcit_bench.runner import make_trainer
+    from mcit_bench.engine.runner import make_trainer
 
     class Clock(L.Callback):
         def __init__(self) -> None:
@@ -189,9 +189,9 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace, folder: Path) -> None:
-    from mcit_bench.evaluation import evaluate_cell
-    from mcit_bench.lightning_module import ContinualModule
-    from mcit_bench.runner import build_strategy, train_loader
+    from mcit_bench.engine.evaluation import evaluate_cell
+    from mcit_bench.engine.lightning_module import ContinualModule
+    from mcit_bench.engine.runner import build_strategy, train_loader
 
     out: list[str] = []
 

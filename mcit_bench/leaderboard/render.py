@@ -371,6 +371,6 @@ def render_csv(board: Leaderboard) -> str:
 
 
 def write_output(path: str | os.PathLike, text: str) -> None:
-    from ..atomic import atomic_write_text
+    from ..rundir.atomic import atomic_write_text
 
     atomic_write_text(path, text)

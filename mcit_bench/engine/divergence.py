@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import RunError
-from .resume import resumable
+from ..errors import RunError
+from ..rundir.resume import resumable
 
 DRIVING = ("lr", "grad_clip", "warmup_ratio", "weight_decay", "batch_size")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 REPORT_FILE = "report.md"
 
@@ -241,7 +241,7 @@ def _trial_table(s: StudySummary) -> list[str]:
 
 
 def write_report(root: str | Path) -> Path:
-    from .atomic import atomic_write_text
+    from ..rundir.atomic import atomic_write_text
 
     path = Path(root) / REPORT_FILE
     atomic_write_text(path, render_report(collect(root)))

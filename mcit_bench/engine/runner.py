@@ -27,11 +27,11 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .benchmark import Benchmark, load_benchmark, with_scorer_variants
-from .config import PRESETS, STREAMS, TRAIN_DEFAULTS, RunConfig, load_order, resolve_hparams
-from .errors import UserError
-from .registry import get_method, method_defaults
+from ..rundir.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..benchmark import Benchmark, load_benchmark, with_scorer_variants
+from ..config import PRESETS, STREAMS, TRAIN_DEFAULTS, RunConfig, load_order, resolve_hparams
+from ..errors import UserError
+from ..registry import get_method, method_defaults
 
 STATE_FILE = "state.json"
 
@@ -87,7 +87,7 @@ def plan_run(cfg: RunConfig, check_existing: bool = True) -> Plan:
     """Validate the configuration (method, hyper-parameters, benchmark, order, backbone, run folder).
 
     ``check_existing=False``: skip the run-folder checks (a worker rank of a run that rank 0 planned)."""
-    from .backbones import check_backbone
+    from ..backbones import check_backbone
 
     resolved = resolve_run_hparams(cfg)
     method_cls, hparams = resolved.method_cls, resolved.values
@@ -107,7 +107,7 @@ def plan_run(cfg: RunConfig, check_existing: bool = True) -> Plan:
         order = list(cfg.task_subset)
     check_backbone(cfg.backbone)
     if hparams.get("template") is not None:
-        from .templates import get_template
+        from ..templates import get_template
 
         get_template(str(hparams["template"]))
     run_dir = Path(cfg.output) if cfg.output else \
@@ -123,7 +123,7 @@ def plan_run(cfg: RunConfig, check_existing: bool = True) -> Plan:
         if str(before) != str(cfg.data_stream):
             raise UserError(f"{run_dir}/config.yaml: --resume with data_stream={cfg.data_stream!r} but the run was "
                             f"started with data_stream={before!r}")
-        from .resume import SAME_RUN, check_resume
+        from ..rundir.resume import SAME_RUN, check_resume
 
         now = {key: method_cls.name if key == "method" else getattr(cfg, key) for key in SAME_RUN}
         resume = check_resume(run_dir, now, hparams, order)
@@ -153,8 +153,8 @@ def _refuse_stateless_results(run_dir: Path, resume: bool) -> None:
 
 def _tuned_preset(cfg: RunConfig, method_cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
     """The tuned values of (benchmark, method) with their provenance and file (``--preset tuned``)."""
-    from .search_space import search_space
-    from .tuned import DEFAULT_TUNED_FILE, tuned_entry
+    from ..tuning.search_space import search_space
+    from ..tuning.tuned import DEFAULT_TUNED_FILE, tuned_entry
 
     base = {**TRAIN_DEFAULTS, **defaults}
     path = cfg.tuned_file or DEFAULT_TUNED_FILE
@@ -166,7 +166,7 @@ class RunState:
     """``state.json``: evaluated cells, trained stages and timings (rewritten atomically, checksummed)."""
 
     def __init__(self, path: Path, writer: bool = True) -> None:
-        from .integrity import read_sealed_json
+        from ..rundir.integrity import read_sealed_json
 
         self.path, self.writer = path, writer  # writer: rank 0 (the only process that writes the run folder)
         # plan_run has vetted an existing file (a complete run from before checksums is the only one without)
@@ -182,7 +182,7 @@ class RunState:
         self.save()
 
     def save(self) -> None:
-        from .integrity import write_sealed_json
+        from ..rundir.integrity import write_sealed_json
 
         if self.writer:  # rank 0 alone writes the run folder
             write_sealed_json(self.path, self.data)
@@ -203,10 +203,10 @@ def build_strategy(plan: Plan, run_dir: Path | None, progress: bool = False) -> 
     """Backbone loaded, strategy built and ``setup`` on the plan's tasks, seeded by the run's seed."""
     import torch
 
-    from .backbones import load_backbone
-    from .collate import Collator
-    from .seeding import seed_everything
-    from .strategy import RunContext
+    from ..backbones import load_backbone
+    from ..collate import Collator
+    from ..seeding import seed_everything
+    from ..strategy import RunContext
 
     cfg = plan.config
     seed_everything(cfg.seed)
@@ -233,8 +233,8 @@ def execute(plan: Plan, progress: bool = True,
     ``on_stage(stage, summary)`` is called once each stage is evaluated and on disk (also for stages a
     resumed run had finished before); an exception it raises stops the run there (tuning prunes so).
     """
-    from . import distributed
-    from .console import library_output_to_log
+    from .. import distributed
+    from ..console import library_output_to_log
 
     # rank 0 alone writes the run folder; the other ranks' library output (the same messages) is dropped
     with library_output_to_log(plan.run_dir, to_file=distributed.rank() == 0):
@@ -244,7 +244,7 @@ def execute(plan: Plan, progress: bool = True,
 def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
     import torch
 
-    from . import distributed
+    from .. import distributed
     from .progress import RunProgress
 
     cfg, run_dir, order = plan.config, plan.run_dir, plan.order
@@ -257,7 +257,7 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
         if not (run_dir / STATE_FILE).exists():  # a fresh run (or one that failed before its first cell): its config
             atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
         elif plan.resume is not None and plan.resume.new_change:  # --resume --set lr=...: from the next stage on
-            from .resume import record_change
+            from ..rundir.resume import record_change
 
             # the plan stays as planned: this run goes on with a plan whose change is recorded
             plan = replace(plan, resume=replace(plan.resume, changes=record_change(run_dir, plan.resume.new_change),
@@ -275,7 +275,7 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
     trained = sorted(state.data["trained"])
     last_trained = trained[-1] if trained else 0
     if last_trained:
-        from .checkpoints import load_checkpoint
+        from ..rundir.checkpoints import load_checkpoint
 
         strategy.restore(load_checkpoint(run_dir, last_trained))  # safetensors + JSON: loading runs no code
     display = RunProgress.for_run(plan, state, strategy, last_trained, enabled=progress)
@@ -302,7 +302,7 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
             else:
                 strategy.before_task(stage - 1, tasks[stage - 1], None)
             if writer:
-                from .checkpoints import save_checkpoint
+                from ..rundir.checkpoints import save_checkpoint
 
                 saving = time.time()
                 save_checkpoint(run_dir, stage, strategy)
@@ -342,7 +342,7 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
     state.data["complete"] = True
     state.save()
     if writer:  # the run's own heatmap and curves, once its matrix is complete and on disk
-        from .plots import write_run_plots
+        from ..plots import write_run_plots
 
         line = write_run_plots(run_dir, matrix_from_state(state, order), list(order), summary["curves"],
                                f"{plan.method_cls.name}, order {cfg.order}, seed {cfg.seed}")
@@ -353,10 +353,10 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
 
 def _train_stage(plan: Plan, strategy: Any, tasks: list, stage: int, collate: Any, state: RunState,
                  display: Any) -> None:
-    from . import distributed
+    from .. import distributed
     from .lightning_module import ContinualModule
-    from .loggers import make_logger
-    from .seeding import seed_everything
+    from ..loggers import make_logger
+    from ..seeding import seed_everything
 
     cfg, hp = plan.config, plan.hparams
     seed = cfg.seed * 1000 + stage  # training of a stage depends on (seed, stage) only: resume-safe
@@ -426,7 +426,7 @@ class ShardedBatchSampler:
         self.batches = BatchSampler(sampler, batch_size, drop_last)
 
     def __iter__(self):
-        from . import distributed
+        from .. import distributed
 
         for batch in self.batches:
             yield distributed.shard(batch)
@@ -439,7 +439,7 @@ def _lightning_strategy(cfg: RunConfig, module: Any) -> Any:
     """``--strategy ddp`` on several processes: Lightning's DDP, told to leave the frozen backbone and every
     buffer (MAny's merge state, Fwd-Prompt's bases) alone: they are equal on every rank by construction, and
     DDP would otherwise broadcast them at every fit (and every step)."""
-    from . import distributed
+    from .. import distributed
 
     if not distributed.active() or cfg.strategy not in ("ddp", "ddp_find_unused_parameters_true", "auto"):
         return cfg.strategy
@@ -468,17 +468,17 @@ def matrix_from_state(state: RunState, order: list[str]) -> np.ndarray:
 
 def backbone_checkpoint(spec: str, strategy: Any) -> str:
     """The checkpoint folder's name for a built-in backbone (``tiny-llava-r2-<recipe hash>``), else its path."""
-    from .backbones import BUILTIN_BACKBONES
+    from ..backbones import BUILTIN_BACKBONES
 
     source = strategy.backbone.source or spec
     return Path(source).name if spec in BUILTIN_BACKBONES else source
 
 
 def write_results(plan: Plan, state: RunState, strategy: Any, started: float, complete: bool) -> dict[str, Any]:
-    from . import metrics
-    from .environment import fingerprint
+    from .. import metrics
+    from ..environment import fingerprint
     from .evaluation import decoding_budget, zero_shot_report
-    from .matrix_io import write_matrix_csv
+    from ..matrix_io import write_matrix_csv
 
     order, run_dir = plan.order, plan.run_dir
     R = matrix_from_state(state, order)

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError, yaml_problem
+from ..errors import UserError, yaml_problem
 
 SECTION = "search_space"
 TYPES = ("float", "int", "categorical")

@@ -25,9 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import UserError
-from .tuning_report import (objective_description, params_at_edge, require_optuna, study_seconds,  # noqa: F401
-                            trial_counts, write_report)
+from ..errors import UserError
+from .report import objective_description, params_at_edge, require_optuna, study_seconds  # noqa: F401
+from .report import trial_counts, write_report
 
 TRIALS_DEFAULT = 20
 BUDGETS = ("reduced", "full")
@@ -96,11 +96,11 @@ def budget_overrides(name: str, base: dict[str, Any]) -> dict[str, Any]:
 
 def stream_description(benchmark: str) -> str:
     if benchmark == "synthetic":
-        from .benchmarks.synthetic import TUNING_DATA_SEED
+        from ..benchmarks.synthetic import TUNING_DATA_SEED
 
         return (f"synthetic tasks generated from data seed {TUNING_DATA_SEED} (reported runs: data seed 0): other "
                 f"images and records")
-    from .benchmarks.native import VALIDATION_FRACTION, VALIDATION_MAX
+    from ..benchmarks.native import VALIDATION_FRACTION, VALIDATION_MAX
 
     return (f"a validation split carved from each task's training records ({VALIDATION_FRACTION:.0%}, at most "
             f"{VALIDATION_MAX}); the trial trains on the other training records; the test split is never used")
@@ -115,7 +115,7 @@ def _trial_config(plan_: TunePlan, run_dir: Path, values: dict[str, Any]) -> Any
 
 
 def _config(s: TuneSpec, method: str, run_dir: Path, overrides: dict[str, Any]) -> Any:
-    from .config import RunConfig
+    from ..config import RunConfig
 
     return RunConfig(method=method, order=s.order, benchmark=s.benchmark, backbone=s.backbone, seed=s.seed,
                      preset=s.preset, output=str(run_dir), resume=True, data_stream="tuning", overrides=overrides,
@@ -124,9 +124,9 @@ def _config(s: TuneSpec, method: str, run_dir: Path, overrides: dict[str, Any]) 
 
 def plan_tune(spec: TuneSpec) -> TunePlan:
     """Validate everything (method, search space, budget, benchmark, order, backbone); writes nothing."""
-    from .config import PRESETS, TRAIN_DEFAULTS
-    from .registry import get_method, method_defaults
-    from .runner import plan_run, resolve_run_hparams
+    from ..config import PRESETS, TRAIN_DEFAULTS
+    from ..registry import get_method, method_defaults
+    from ..engine.runner import plan_run, resolve_run_hparams
     from .search_space import search_space
 
     cls = get_method(spec.method)
@@ -227,9 +227,9 @@ def run_tune(plan_: TunePlan, echo: Callable[[str], None] = print, progress: boo
     optuna = require_optuna()
     from optuna.trial import TrialState
 
-    from .api import run
-    from .interrupt import Interrupted
-    from .sweep import _release_memory
+    from ..api import run
+    from ..engine.interrupt import Interrupted
+    from ..sweep import _release_memory
 
     spec = plan_.spec
     study = open_study(plan_)
@@ -304,7 +304,7 @@ def _reporter(trial: Any, objective: str, started: float, optuna: Any) -> Callab
 
 
 def _write_error(path: Path, text: str) -> None:
-    from .atomic import atomic_write_text
+    from ..rundir.atomic import atomic_write_text
 
     try:
         atomic_write_text(path, text)

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from .errors import RunError
+from ..errors import RunError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _pending: int | None = None
@@ -90,7 +90,7 @@ def ignore_in_worker() -> None:
 def explain(exc: Interrupted, run_dir: Path, command: str) -> Interrupted:
     """The one line: what was interrupted, what is safe on disk, the exact command that resumes (``command``,
     e.g. ``mcit-bench run ... --resume``: see ``api.run``)."""
-    from .integrity import read_sealed_json
+    from ..rundir.integrity import read_sealed_json
 
     try:
         state = read_sealed_json(Path(run_dir) / "state.json", "run state")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError, yaml_problem
+from ..errors import UserError, yaml_problem
 
 # Settings that only steer how the next stages are optimised (or cost): safe to change between stages.
 RESUMABLE = ("lr", "weight_decay", "warmup_ratio", "grad_clip", "steps_per_task", "batch_size", "eval_batch_size",

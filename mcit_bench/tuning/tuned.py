@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError, yaml_problem
+from ..errors import UserError, yaml_problem
 
 DEFAULT_TUNED_FILE = "results/tuning/tuned.yaml"
 HEADER = ("# Tuned hyper-parameters (`mcit-bench tune`), read by `--preset tuned`. One section per benchmark and\n"
@@ -67,7 +67,7 @@ def tuned_entry(path: str | Path, benchmark: str, method: str, hparams: dict[str
 def write_tuned(path: str | Path, benchmark: str, method: str, values: dict[str, Any],
                 provenance: dict[str, Any]) -> None:
     """Set one (benchmark, method) entry, keeping every other one (atomic rewrite)."""
-    from .atomic import atomic_write_text
+    from ..rundir.atomic import atomic_write_text
 
     data = read_tuned(path)
     data.setdefault(benchmark, {})[method] = {"values": values, "provenance": provenance}

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import WriteError
+from ..errors import WriteError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_json
-from .errors import UserError
+from ..errors import UserError
 
 CHECKSUM_KEY = "sha256"
 

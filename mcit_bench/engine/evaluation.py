@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import torch
 
-from .collate import to_device
-from .strategy import Strategy
+from ..collate import to_device
+from ..strategy import Strategy
 
 SHUFFLE_SHIFTS = 19  # the smallest p-value is then 1/20 = 0.05 (the runner's default `chance_shifts`)
 ALPHA = 0.05
@@ -34,7 +34,7 @@ def predict(strategy: Strategy, records: Any, collate: Callable, batch_size: int
             device: torch.device, untouched: bool = False) -> list[str]:
     """Greedy answers for every record of ``records`` (a datasets.Dataset or a list of dicts); ``untouched``:
     the backbone's own (``Strategy.generate_untouched``), not the method's."""
-    from . import distributed
+    from .. import distributed
 
     generate = strategy.generate_untouched if untouched else strategy.generate
     strategy.eval()
@@ -92,8 +92,8 @@ def evaluate_cell(strategy: Strategy, test_data: Any, task: Any, collate: Callab
     elsewhere)."""
     import time
 
-    from . import distributed
-    from .scorers import get_scorer
+    from .. import distributed
+    from ..scorers import get_scorer
 
     start = time.perf_counter()
     records = [{k: v for k, v in r.items() if k != "image"} for r in test_data.remove_columns("image")] \

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import RunError
+from ..errors import RunError
 
 LOCK_FILE = "run.lock"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_bytes
-from .errors import UserError
+from ..errors import UserError
 from .integrity import read_sealed_json, sha256_bytes, write_sealed_json
 
 FORMAT = "mcit-bench-checkpoint/1"

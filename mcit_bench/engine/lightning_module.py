@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from .strategy import Strategy, fused_adamw  # noqa: F401 (fused_adamw: where it was first defined)
+from ..strategy import Strategy, fused_adamw  # noqa: F401 (fused_adamw: where it was first defined)
 
 
 def rank_normalised(losses: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -25,7 +25,7 @@ def rank_normalised(losses: dict[str, torch.Tensor], batch: dict[str, Any]) -> d
     terms: averaged over ranks they are the global values when the batch splits evenly. Identity on one
     process.
     """
-    from . import distributed
+    from .. import distributed
 
     if not distributed.active() or "lm" not in losses or batch.get("labels") is None:
         return losses
