@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from mcit_bench.benchmark import Benchmark, TaskSpec
 from mcit_bench.errors import UserError
+from mcit_bench.rundir.integrity import sha256_file
 
 Record = dict[str, Any]
 CANONICAL_VERSION = 1
@@ -87,14 +88,6 @@ def find_optional(folders: Iterable[Path], name: str) -> Path | None:
         if (folder / name).is_file():
             return folder / name
     return None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------- checks

@@ -25,6 +25,3 @@ def add_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: st
     return [name for name, module in model.named_modules() if hasattr(module, "lora_A") and
             adapter_name in getattr(module, "lora_A", {})]
 
-
-def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return [p for n, p in model.named_parameters() if "lora_" in n]

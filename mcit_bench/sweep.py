@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UserError
+from .rundir.atomic import write_error_file
 
 ERROR_LOG = "error.log"
 
@@ -223,7 +224,7 @@ def run_sweep(items: list[SweepItem], progress: bool = False,
                 raise
             except Exception as exc:  # noqa: BLE001 - one failing run must not end the sweep
                 log = item.run_dir / ERROR_LOG
-                _write_error(log, traceback.format_exc())
+                write_error_file(log, traceback.format_exc())
                 message = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 echo(f"{head}: FAILED after {time.time() - run_started:.1f} s: {message} (traceback: {log})")
                 result.failed.append((item, message))
@@ -238,15 +239,6 @@ def run_sweep(items: list[SweepItem], progress: bool = False,
              "(finished runs are skipped, the interrupted one continues from its last completed task)")
         raise
     return result
-
-
-def _write_error(path: Path, text: str) -> None:
-    from .rundir.atomic import atomic_write_text
-
-    try:
-        atomic_write_text(path, text)
-    except OSError:
-        pass  # reporting the failure on the console is enough
 
 
 def _release_memory() -> None:

@@ -7,22 +7,14 @@ shipped backbone must never train silently.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from ..errors import UserError
+from ..rundir.integrity import sha256_file
 
 MANIFEST = "SHA256SUMS"
 # Package data stays small enough for any index and any git host: every shipped file is below this.
 MAX_FILE_BYTES = 5 * 1024 * 1024
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def folder_files(folder: Path) -> list[str]:

@@ -47,3 +47,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_error_file(path: str | os.PathLike, text: str) -> None:
+    """Best-effort record of a failure (a traceback beside a failed sweep item or trial): the failure is
+    already reported on the console, so a write that fails too (a full disk) is not a second error."""
+    try:
+        atomic_write_text(path, text)
+    except OSError:
+        pass

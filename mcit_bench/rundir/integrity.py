@@ -17,6 +17,15 @@ from ..errors import UserError
 CHECKSUM_KEY = "sha256"
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (weights, sources of a conversion)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def digest(obj: Any) -> str:
     """sha256 of the canonical JSON of ``obj``."""
     canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)

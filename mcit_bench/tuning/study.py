@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..rundir.atomic import write_error_file
 from .report import objective_description, params_at_edge, require_optuna, study_seconds  # noqa: F401
 from .report import trial_counts, write_report
 
@@ -263,7 +264,7 @@ def run_tune(plan_: TunePlan, echo: Callable[[str], None] = print, progress: boo
             message = f"{type(exc).__name__}: {exc}".splitlines()[0]
             trial.set_user_attr("error", message)
             trial.set_user_attr("seconds", round(time.time() - started, 3))
-            _write_error(run_dir / "error.log", traceback.format_exc())
+            write_error_file(run_dir / "error.log", traceback.format_exc())
             study.tell(trial, state=TrialState.FAIL)
             echo(f"{head}: FAILED: {message}")
             if failures >= spec.trials:
@@ -301,15 +302,6 @@ def _reporter(trial: Any, objective: str, started: float, optuna: Any) -> Callab
             raise optuna.TrialPruned(f"running avg {running:.2f} after task {stage}")
 
     return report
-
-
-def _write_error(path: Path, text: str) -> None:
-    from ..rundir.atomic import atomic_write_text
-
-    try:
-        atomic_write_text(path, text)
-    except OSError:
-        pass
 
 
 def finish(plan_: TunePlan, study: Any, echo: Callable[[str], None] = print) -> TuneResult:
