@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError, yaml_problem
+from .errors import UserError, load_yaml, yaml_problem
 
 # Training budget and optimiser settings shared by every method.
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -183,10 +183,7 @@ def load_order(order: str, task_names: list[str], benchmark: str | None = None) 
         if not path.is_file():
             raise UserError(f"unknown order {order!r}: no {where}order{int(order)}.yaml; "
                             f"known: {', '.join(list_orders(benchmark))}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: malformed YAML at {yaml_problem(exc)}") from exc
+    data = load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
         raise UserError(f"{path}: field 'tasks' must be a list of task names or indices")
     names = []

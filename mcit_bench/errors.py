@@ -1,4 +1,8 @@
 """User-facing errors: bad input is reported in one line with exit code 2."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 
 class UserError(Exception):
@@ -24,6 +28,17 @@ class WriteError(RunError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+def load_yaml(path: Any) -> Any:
+    """``yaml.safe_load`` of a file; malformed YAML is a UserError naming the file, line and column (the one
+    reader of every YAML file the harness is given: orders, method defaults, tuned values, run configs)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: malformed YAML at {yaml_problem(exc)}") from None
 
 
 def yaml_problem(exc: Exception) -> str:

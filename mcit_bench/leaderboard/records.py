@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import yaml
 
-from ..ceiling import CEILING_FILE
-from ..errors import UserError, yaml_problem
+from ..ceiling import CEILING_FILE  # the name of a ceiling's record (ceiling.py imports nothing heavy)
+from ..errors import UserError, load_yaml
 
 DEFAULT_METRICS = ("avg", "last", "mft", "bwt", "fgt", "fwd")
 # Run settings that make two runs incomparable when they differ (config.yaml keys).
@@ -63,10 +62,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path}: missing (every run folder has its resolved config.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: malformed YAML at {yaml_problem(exc)}") from None
+    data = load_yaml(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping")
     return data

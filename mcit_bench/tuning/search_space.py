@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from ..errors import UserError, yaml_problem
+from ..errors import UserError, load_yaml
 
 SECTION = "search_space"
 TYPES = ("float", "int", "categorical")
@@ -70,10 +69,7 @@ def yaml_path(cls: type) -> Path | None:
 
 
 def read_method_yaml(path: Path) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: malformed YAML at {yaml_problem(exc)}") from exc
+    loaded = load_yaml(path) or {}
     if not isinstance(loaded, dict):
         raise UserError(f"{path}: expected a mapping of hyper-parameters, got {type(loaded).__name__}")
     return loaded

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import UserError, yaml_problem
+from ..errors import UserError, load_yaml
 
 DEFAULT_TUNED_FILE = "results/tuning/tuned.yaml"
 HEADER = ("# Tuned hyper-parameters (`mcit-bench tune`), read by `--preset tuned`. One section per benchmark and\n"
@@ -30,10 +30,7 @@ def read_tuned(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: malformed YAML at {yaml_problem(exc)}") from exc
+    data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of benchmark -> method -> {{values, provenance}}")
     for bench, methods in data.items():
