@@ -15,8 +15,8 @@ Design (one library call per combination, in this process; no command line is re
   exit code 1), so sweeps sharing a root split the work instead of writing the same folder;
 - an ``Exception`` in one run (a dead rank included) is reported (traceback in ``<run folder>/error.log``)
   and the sweep goes on with the next; SIGINT / SIGTERM stop the current run at its next safe point and
-  the sweep (exit code 130 / 143), and ``KeyboardInterrupt`` / ``SystemExit`` (the runner's
-  ``MCIT_BENCH_STOP_AFTER_STAGE``) stop it too; rerunning the same command resumes it.
+  the sweep (exit code 130 / 143), and ``KeyboardInterrupt`` / ``SystemExit`` (e.g. from a
+  ``runner.AFTER_STAGE_HOOKS`` drill) stop it too; rerunning the same command resumes it.
 
 ``--set KEY=VALUE`` applies to every selected method whose hyper-parameters have ``KEY`` (training
 budget keys such as ``steps_per_task`` apply to all); a key no selected method knows is an error.

@@ -45,6 +45,18 @@ def assert_every_file_parses(folder: Path, temp_files_allowed: bool = False) -> 
         assert temp_files_allowed or not path.name.endswith(".tmp"), path
 
 
+def stop_after_stage(monkeypatch: pytest.MonkeyPatch, stage: int | None) -> None:
+    """Simulated preemption: the next runs of this process stop hard (SystemExit) once ``stage`` is on disk
+    (``runner.AFTER_STAGE_HOOKS``); None: no more stops."""
+    from mcit_bench.engine import runner
+
+    def stop(at: int, summary: dict) -> None:
+        if at == stage:
+            raise SystemExit(f"mcit-bench: stopped after stage {stage} (a test's preemption)")
+
+    monkeypatch.setattr(runner, "AFTER_STAGE_HOOKS", [] if stage is None else [stop])
+
+
 def assert_learned(run: Path, min_tasks: int = 2) -> None:
     """The run's matrix is non-zero on at least ``min_tasks`` tasks and at least half its predictions are
     not empty: an equality of such runs (resume, ranks, determinism) would fail for a broken run."""

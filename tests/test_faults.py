@@ -14,7 +14,7 @@ import pytest
 from mcit_bench.cli import main
 from mcit_bench.rundir.integrity import read_sealed_json, write_sealed_json
 
-from conftest import BACKBONE, assert_every_file_parses
+from conftest import BACKBONE, assert_every_file_parses, stop_after_stage
 
 TINY = ["--preset", "quick", "--backbone", BACKBONE, "--logger", "none", "--quiet", "--set", "test_size=2",
         "--set", "train_size=8", "--set", "steps_per_task=3"]
@@ -41,10 +41,10 @@ def cli(capsys, args: list[str]) -> tuple[int, str]:
 @pytest.fixture
 def partial(tmp_path: Path, tiny_backbone: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A run of two tasks stopped after stage 1 (state.json and the stage-1 checkpoint on disk)."""
-    monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "1")
+    stop_after_stage(monkeypatch, 1)
     with pytest.raises(SystemExit):
         main(run_args(tmp_path))
-    monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
+    stop_after_stage(monkeypatch, None)
     return tmp_path / "run"
 
 

@@ -18,7 +18,7 @@ from mcit_bench.matrix_io import read_matrix_csv
 from mcit_bench.registry import get_method, method_defaults
 from mcit_bench.strategy import RunContext
 
-from conftest import quick_args
+from conftest import quick_args, stop_after_stage
 
 FwdPrompt = get_method("fwd_prompt")
 
@@ -309,10 +309,10 @@ def test_quick_run_reports_analysis_and_resumes_identically(tmp_path: Path, tiny
     assert overlap.shape == (6, 6) and np.allclose(np.diag(overlap), 1.0) and np.allclose(overlap, overlap.T)
     assert analysis["pretrained"]["energy_rank"] == cfg["pretrained_rank"] > 0
 
-    monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "2")
+    stop_after_stage(monkeypatch, 2)
     with pytest.raises(SystemExit):
         main(quick_args(cut, "fwd_prompt", "1", *fast))
-    monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
+    stop_after_stage(monkeypatch, None)
     assert main(quick_args(cut, "fwd_prompt", "1", *fast, "--resume")) == 0
     assert (cut / "run" / "accuracy.csv").read_text() == (run / "accuracy.csv").read_text()
     a, b = load_checkpoint(run, 6), load_checkpoint(cut / "run", 6)

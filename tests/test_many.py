@@ -15,7 +15,7 @@ from mcit_bench.cli import main
 from mcit_bench.methods.many import (batch_merge, mix_projections, rls_inverse_update_gram, rls_inverse_update_x,
                                      rls_weight_update, route_weights)
 
-from conftest import quick_args
+from conftest import quick_args, stop_after_stage
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -218,10 +218,10 @@ def test_quick_run_and_resume(tmp_path: Path, tiny_backbone: Path, monkeypatch: 
     report = summary["strategy"]
     assert summary["complete"] and report["projectors"] == 6 and len(report["merge_seconds"]) == 6
     assert set(report["routing_accuracy"]) == {str(s) for s in range(1, 7)}
-    monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "2")
+    stop_after_stage(monkeypatch, 2)
     with pytest.raises(SystemExit):
         main(quick_args(cut, "many", "1", "--eval", "lower"))
-    monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
+    stop_after_stage(monkeypatch, None)
     assert main(quick_args(cut, "many", "1", "--eval", "lower", "--resume")) == 0
     assert (cut / "run" / "accuracy.csv").read_text() == (full / "run" / "accuracy.csv").read_text()
     a = load_checkpoint(full / "run", 6)["tensors"]

@@ -13,7 +13,7 @@ from mcit_bench.cli import main
 from mcit_bench.matrix_io import read_matrix_csv
 from mcit_bench.registry import get_method, method_defaults
 
-from conftest import quick_args
+from conftest import quick_args, stop_after_stage
 
 L = 4  # prompt length used in the unit tests (small: fast)
 
@@ -241,10 +241,10 @@ def test_quick_run_resume_and_report(tmp_path: Path, tiny_backbone: Path, monkey
     logged = (run / "logs" / "stage2" / "metrics.csv").read_text().splitlines()[0]
     assert all(f"train/{k}" in logged for k in ("lm", "align_image", "align_text"))
 
-    monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "2")
+    stop_after_stage(monkeypatch, 2)
     with pytest.raises(SystemExit):
         main(quick_args(cut, "modalprompt", str(order), "--logger", "csv"))
-    monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
+    stop_after_stage(monkeypatch, None)
     assert main(quick_args(cut, "modalprompt", str(order), "--logger", "csv", "--resume")) == 0
     assert (cut / "run" / "accuracy.csv").read_text() == (run / "accuracy.csv").read_text()
     resumed = json.loads((cut / "run" / "summary.json").read_text())["strategy"]

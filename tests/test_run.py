@@ -11,7 +11,7 @@ from mcit_bench.rundir.checkpoints import load_checkpoint
 from mcit_bench.cli import main
 from mcit_bench.matrix_io import read_matrix_csv
 
-from conftest import assert_learned, quick_args
+from conftest import assert_learned, quick_args, stop_after_stage
 
 
 def test_quick_run_writes_everything(tmp_path: Path, tiny_backbone: Path) -> None:
@@ -53,7 +53,7 @@ def test_resume_after_interruption_gives_identical_matrix(tmp_path: Path, tiny_b
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(quick_args(full, "lora-ft", "1")) == 0
     assert_learned(full / "run")
-    monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "2")
+    stop_after_stage(monkeypatch, 2)
     with pytest.raises(SystemExit):
         main(quick_args(cut, "lora-ft", "1"))
     run = cut / "run"
@@ -62,7 +62,7 @@ def test_resume_after_interruption_gives_identical_matrix(tmp_path: Path, tiny_b
     R_partial, _ = read_matrix_csv(run / "accuracy.csv")
     assert np.isnan(R_partial[3:]).all() and not np.isnan(R_partial[:3]).any()
     kept = {p: p.stat().st_mtime_ns for p in [run / "checkpoints" / "stage2.safetensors", run / "predictions" / "stage2" / "chart.jsonl"]}
-    monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
+    stop_after_stage(monkeypatch, None)
     assert main(quick_args(cut, "lora-ft", "1", "--resume")) == 0
     assert (run / "accuracy.csv").read_text() == (full / "run" / "accuracy.csv").read_text()
     # finished work is not redone
@@ -110,7 +110,7 @@ def test_every_method_starts_from_the_untouched_backbone(tmp_path: Path, tiny_ba
         return original(self, inputs_embeds, attention_mask, max_new_tokens, position_ids=position_ids)
 
     monkeypatch.setattr(Backbone, "generate", recording)
-    monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "0")
+    stop_after_stage(monkeypatch, 0)
     inputs = {}
     for method in list_methods():
         seen.clear()

@@ -9,7 +9,7 @@ import pytest
 from mcit_bench.cli import main
 from mcit_bench.sweep import run_status
 
-from conftest import BACKBONE
+from conftest import BACKBONE, stop_after_stage
 
 # tiny budget: the mechanics are under test, not the scores
 TINY = ["--preset", "quick", "--backbone", BACKBONE, "--logger", "none", "--set", "test_size=2", "--set", "train_size=8",
@@ -55,14 +55,14 @@ def test_interrupted_sweep_resumes_and_never_reruns_finished_work(tmp_path: Path
     order = short_order(tmp_path, ["styles", "chart", "icons"])
     lora, zero = (root / "synthetic" / m / "order-short-seed0" for m in ("lora-ft", "zero-shot"))
     # 1. preempted in the middle of the first run (after stage 2 is on disk)
-    monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "2")
+    stop_after_stage(monkeypatch, 2)
     with pytest.raises(SystemExit):
         main(sweep_args(root, order))
     state = json.loads((lora / "state.json").read_text())
     assert state["trained"] == [1, 2] and state["complete"] is False and not zero.exists()
     kept = {p: p.stat().st_mtime_ns for p in [lora / "checkpoints" / "stage2.safetensors", lora / "predictions" / "stage2" /
                                                "chart.jsonl", lora / "config.yaml"]}
-    monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
+    stop_after_stage(monkeypatch, None)
     capsys.readouterr()
     assert main(sweep_args(root, order, "--dry-run")) == 0
     out = capsys.readouterr().out

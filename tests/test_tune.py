@@ -18,7 +18,7 @@ from mcit_bench.registry import get_method, method_defaults  # noqa: E402
 from mcit_bench.tuning.search_space import search_space  # noqa: E402
 from mcit_bench.tuning.tuned import write_tuned  # noqa: E402
 
-from conftest import BACKBONE  # noqa: E402
+from conftest import BACKBONE, stop_after_stage  # noqa: E402
 
 TINY = ["--preset", "quick", "--backbone", BACKBONE, "--set", "train_size=8", "--set", "test_size=2",
         "--set", "chance_shifts=0"]
@@ -46,7 +46,7 @@ def test_study_runs_is_interrupted_and_resumes_with_its_stored_trials(tmp_path: 
     def stop_in_second_trial(plan, progress=True, on_stage=None):
         calls.append(plan.run_dir)
         if len(calls) == 2:  # preempted once the second trial's first task is on disk
-            monkeypatch.setenv("MCIT_BENCH_STOP_AFTER_STAGE", "1")
+            stop_after_stage(monkeypatch, 1)
         return real_execute(plan, progress=progress, on_stage=on_stage)
 
     monkeypatch.setattr(runner, "execute", stop_in_second_trial)
@@ -59,7 +59,7 @@ def test_study_runs_is_interrupted_and_resumes_with_its_stored_trials(tmp_path: 
     assert cut_dir == calls[1] and json.loads((cut_dir / "state.json").read_text())["trained"] == [1]
     first_checkpoint = (cut_dir / "checkpoints" / "stage1.safetensors").stat().st_mtime_ns
 
-    monkeypatch.delenv("MCIT_BENCH_STOP_AFTER_STAGE")
+    stop_after_stage(monkeypatch, None)
     monkeypatch.setattr(runner, "execute", real_execute)
     assert main(tune_args(tmp_path, "--trials", "3")) == 0
     study = load(tmp_path)

@@ -18,7 +18,6 @@ are shared out and gathered back in sample order; rank 0 alone writes the run fo
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -188,6 +187,12 @@ class RunState:
             write_sealed_json(self.path, self.data)
 
 
+# Called on every rank with (stage, summary) once a stage is evaluated and on disk, in every run of this
+# process (after ``execute``'s own ``on_stage``): watchers of many runs at once, and preemption drills
+# (the tests stop a run here: tests/conftest.stop_after_stage).
+AFTER_STAGE_HOOKS: list[Callable[[int, dict[str, Any]], None]] = []
+
+
 @dataclass
 class Built:
     """What a run trains and evaluates with, set up exactly as the runner does (also used by tools/bench_speed.py)."""
@@ -335,9 +340,8 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
         summary = write_results(plan, state, strategy, started, complete=(stage == n)) if writer else {}
         if on_stage is not None and writer:
             on_stage(stage, summary)
-        if os.environ.get("MCIT_BENCH_STOP_AFTER_STAGE") == str(stage):
-            # Simulated preemption for tests and drills: stop hard once this stage is on disk.
-            raise SystemExit(f"mcit-bench: stopped after stage {stage} (MCIT_BENCH_STOP_AFTER_STAGE)")
+        for hook in list(AFTER_STAGE_HOOKS):
+            hook(stage, summary)
     display.close()
     state.data["complete"] = True
     state.save()
