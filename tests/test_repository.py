@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# absolute paths of a machine: home folders, CI and sandbox roots, pytest's temp folders (built in pieces so
-# that this file does not match itself)
-MACHINE_PATH = re.compile("(" + "|".join([r"/ro" + r"ot/", r"/ho" + r"me/[\w.-]+/", r"/Us" + r"ers/[\w.-]+/",
-                                          r"/wo" + r"rk/", r"/tmp/py" + r"test-", r"[A-Z]:\\\\Us" + r"ers\\\\"]) + ")")
+# absolute paths of a machine: home folders, work and temp roots (/tmp: where scratch runs go), mounts,
+# Windows user folders (the names are built in pieces so that this file does not match itself)
+ROOTS = ["ro" "ot", "ho" "me", "Us" "ers", "wo" "rk", "tm" "p", "mn" "t", "scra" "tch", "priv" "ate", "v" "ar"]
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:" + "|".join(ROOTS) + r")/|[A-Z]:\\{1,2}Us" "ers")
 
 
 def _tracked() -> list[Path]:
@@ -36,9 +36,11 @@ def test_no_committed_file_carries_a_machine_path() -> None:
 
 
 def test_the_pattern_catches_what_it_is_for() -> None:
-    for bad in ["output: /wo" "rk/main/results", "'/ro" "ot/.cache/x'", "/ho" "me/alice/data", "/tmp/py" "test-of-root/x"]:
+    for bad in ["output: /wo" "rk/main/results", "'/ro" "ot/.cache/x'", "/ho" "me/alice/data", "/tm" "p/pytest-of-root/x",
+                "output: /tm" "p/s7/runs/abl/x", "C:\\Us" "ers\\bob"]:
         assert MACHINE_PATH.search(bad), bad
-    for fine in ["results/runs/synthetic", "/data/UCIT", "/models/llava-1.5-7b-hf", "~/.cache/mcit-bench"]:
+    for fine in ["results/runs/synthetic", "/data/UCIT", "/models/llava-1.5-7b-hf", "~/.cache/mcit-bench",
+                 "docs/tmp/x", "a/var/b"]:
         assert not MACHINE_PATH.search(fine), fine
 
 

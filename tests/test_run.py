@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from mcit_bench.rundir.checkpoints import load_checkpoint
 from mcit_bench.cli import main
@@ -29,6 +30,7 @@ def test_quick_run_writes_everything(tmp_path: Path, tiny_backbone: Path) -> Non
     assert set(zero) == set(names) and all(z["p_value"] >= 1 / 8 and not z["above_chance"] for z in zero.values())
     assert zero["styles"]["score"] == R[0, names.index("styles")] and zero["chart"]["chance"] == 25.0
     assert (run / "fgt.csv").is_file() and (run / "fwd.csv").is_file() and (run / "config.yaml").is_file()
+    assert "output" not in yaml.safe_load((run / "config.yaml").read_text())  # no path of this machine in it
     preds = (run / "predictions" / "stage6" / "styles.jsonl").read_text().splitlines()
     assert len(preds) == 8 and set(json.loads(preds[0])) == {"uid", "text"}
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == \

@@ -9,7 +9,7 @@ Two timings per variant: ``fixed`` forces exactly ``--new-tokens`` generated tok
 same decoding work, so only the prompt length differs); ``natural`` stops at EOS as evaluation does.
 The variants alternate over ``--repeats`` rounds and the median round counts (shared CPUs are noisy).
 
-    python tools/bench_modalprompt_inference.py --run /tmp/modalprompt-runs/order1   # trained prompts
+    python tools/bench_modalprompt_inference.py --run results/runs/synthetic/modalprompt/order1-seed0   # trained prompts
     python tools/bench_modalprompt_inference.py --backbone tiny-llava           # untrained prompts
 """
 from __future__ import annotations

@@ -256,7 +256,9 @@ def _execute(plan: Plan, progress: bool, on_stage: Callable[[int, dict[str, Any]
     writer = distributed.rank() == 0
     progress = progress and writer
     started = time.time()
-    resolved = {**{k: v for k, v in cfg.to_dict().items() if k not in ("resume",)}, "tasks": order,
+    # config.yaml describes the run, not where this machine put it (``output``): a folder is often moved or
+    # committed, and an absolute path of the machine that ran it would travel with it
+    resolved = {**{k: v for k, v in cfg.to_dict().items() if k not in ("resume", "output")}, "tasks": order,
                 "method": plan.method_cls.name}
     if writer:
         if not (run_dir / STATE_FILE).exists():  # a fresh run (or one that failed before its first cell): its config
