@@ -166,6 +166,11 @@ class Launcher:
         for child in self.children:
             if child.poll() is None:
                 child.kill()
+        for child in self.children:  # reap them: a long-lived caller (a sweep) keeps no zombie ranks
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         self._forget_config()
 
     def wait(self) -> int:

@@ -48,8 +48,8 @@ class RunProgress:
         from .evaluation import stages_to_evaluate
 
         n = len(plan.order)
-        train = {stage: strategy.train_steps(stage - 1) for stage in range(last_trained + 1, n + 1)
-                 if strategy.train_steps(stage - 1) > 0}
+        steps = {stage: strategy.train_steps(stage - 1) for stage in range(last_trained + 1, n + 1)}
+        train = {stage: k for stage, k in steps.items() if k > 0}
         cells = {stage: sum(state.cell(stage, plan.order[col]) is None
                             for col in stages_to_evaluate(stage, n, plan.config.eval_mode,
                                                           strategy.evaluates_stage(stage)))

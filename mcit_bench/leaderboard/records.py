@@ -12,6 +12,7 @@ import numpy as np
 
 from ..ceiling import CEILING_FILE  # the name of a ceiling's record (ceiling.py imports nothing heavy)
 from ..errors import UserError, load_yaml
+from ..rundir.integrity import read_sealed_json
 
 DEFAULT_METRICS = ("avg", "last", "mft", "bwt", "fgt", "fwd")
 # Run settings that make two runs incomparable when they differ (config.yaml keys).
@@ -157,8 +158,8 @@ def discover(runs_dir: str | os.PathLike, metrics: Sequence[str]) -> tuple[list[
 def _why_incomplete(run_dir: Path) -> str:
     """Why a run folder without a complete summary is left out: it diverged, or it is unfinished."""
     try:
-        stopped = json.loads((run_dir / "state.json").read_text()).get("stopped") or {}
-    except (OSError, ValueError, AttributeError):
+        stopped = read_sealed_json(run_dir / "state.json", "run state", legacy_ok=True).get("stopped") or {}
+    except UserError:  # no readable state: all that can be said is that the run is not complete
         stopped = {}
     if stopped.get("reason") == "diverged":
         return (f"diverged at stage {stopped.get('stage')} (a destroyed model is never a result; resume it with "
