@@ -100,7 +100,7 @@ class _FakeWorker:
     def kill(self) -> None:
         self.code = -9
 
-    def wait(self) -> int:
+    def wait(self, timeout: float | None = None) -> int:  # subprocess.Popen.wait
         return self.code or 0
 
 
